@@ -1,0 +1,1 @@
+"""pgsched over HTTP: the codec (serializers), the WSGI server and the client."""
