@@ -174,13 +174,19 @@ class RemoteScheduler(SchedulerInterface, metaclass=_GeneratedMethods):
         raise AssertionError("unreachable")
 
     def _post(self, path: str, body: bytes) -> Any:
-        response = self.session.post(
-            self.url + path,
-            data=body,
-            headers={"Content-Type": MSGPACK, "Accept": MSGPACK},
-            timeout=self.timeout,
-            stream=True,
-        )
+        try:
+            response = self.session.post(
+                self.url + path,
+                data=body,
+                headers={"Content-Type": MSGPACK, "Accept": MSGPACK},
+                timeout=self.timeout,
+                stream=True,
+            )
+        except requests.ConnectionError:
+            raise
+        except requests.RequestException as e:
+            # A read timeout is not retried: the call may have taken effect.
+            raise self.api_exception(e) from e
         try:
             content = b"".join(response.iter_content(self.chunk_size))
         except requests.ConnectionError:

@@ -262,15 +262,19 @@ def msgpack_loads(data: bytes) -> Any:
             ext_hook=_ext_hook,
             object_hook=lambda obj: _unwrap(obj, b"swhtype", b"d"),
         )
-    except (msgpack.UnpackException, msgpack.ExtraData, UnicodeDecodeError) as e:
-        raise DecodeError(f"undecodable msgpack body: {e}") from e
+    except DecodeError:
+        raise
+    except (ValueError, TypeError, msgpack.UnpackException) as e:
+        raise DecodeError(f"undecodable msgpack body: {type(e).__name__}: {e}") from e
 
 
 def json_loads(data: bytes | str) -> Any:
     try:
         return json.loads(data, object_hook=lambda obj: _unwrap(obj, "swhtype", "d"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DecodeError(f"undecodable JSON body: {e}") from e
+    except DecodeError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise DecodeError(f"undecodable JSON body: {type(e).__name__}: {e}") from e
 
 
 def loads(data: bytes, content_type: str = MSGPACK) -> Any:

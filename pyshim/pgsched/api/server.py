@@ -23,6 +23,7 @@ None to read the file named by ``PGSCHED_CONFIG`` or else the DSN in
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
@@ -190,7 +191,7 @@ class SchedulerApp:
         length = request.content_length
         if length is not None and length > self.max_request_size:
             raise RequestEntityTooLarge()
-        data = request.get_data(cache=False)
+        data = self.read_body(request)
         if not data:
             kwargs: Any = {}
         else:
@@ -209,11 +210,35 @@ class SchedulerApp:
         bad_keys = [k for k in kwargs if not isinstance(k, str)]
         if bad_keys:
             raise BadRequest(f"{name}: argument names must be strings, got {bad_keys!r}")
+        signature = self.signatures[name]
+        unknown = [k for k in kwargs if k == "self" or k not in signature.parameters]
+        if unknown:
+            raise BadRequest(
+                f"{name}: unknown argument(s) {', '.join(map(repr, unknown))}; "
+                f"expected some of {', '.join(p for p in signature.parameters if p != 'self')}"
+            )
         try:
-            self.signatures[name].bind(None, **kwargs)
+            signature.bind(None, **kwargs)
         except TypeError as e:
             raise BadRequest(f"{name}: {e}") from None
         return kwargs
+
+    def read_body(self, request: Request) -> bytes:
+        """The request body, refused with 413 past ``max_request_size``.
+
+        Read chunk by chunk so that a chunked body (no Content-Length) is
+        measured too, instead of being cut at the limit.
+        """
+        stream = request.stream
+        chunks, size = [], 0
+        while True:
+            chunk = stream.read(65536)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > self.max_request_size:
+                raise RequestEntityTooLarge()
+            chunks.append(chunk)
 
     # --- responses ---------------------------------------------------------------
     @staticmethod
@@ -265,6 +290,27 @@ def make_app(config: dict[str, Any] | str | os.PathLike | None = None, scheduler
     return app
 
 
+@contextlib.contextmanager
+def background_server(app, host: str = DEFAULT_HOST, port: int = 0):
+    """Serve ``app`` from a thread (tests, benchmarks); yields the base URL.
+
+    ``port=0`` takes a free port.  The server stops when the block ends.
+    """
+    from werkzeug.serving import make_server
+
+    server = make_server(host, port, app, threaded=True)
+    thread = threading.Thread(
+        target=server.serve_forever, name=f"pgsched-rpc-{server.server_port}", daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://{host}:{server.server_port}/"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+
+
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, db: str | None = None) -> None:
     """Run the server with Werkzeug's development server (threaded), until interrupted."""
     from werkzeug.serving import run_simple
@@ -280,4 +326,4 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, db: str | None = N
         app.close()
 
 
-__all__ = ["make_app", "serve", "SchedulerApp", "status_for"]
+__all__ = ["make_app", "serve", "background_server", "SchedulerApp", "status_for"]
