@@ -1,0 +1,267 @@
+"""Interoperability with the reference implementation, swh.scheduler 3.1.0.
+
+- pgsched's client against the reference server (its Flask app under
+  gunicorn, on a database initialised with the reference's own schema);
+- the reference client against pgsched's server.
+
+Needs ``swh.scheduler`` installed (test extra) and a PostgreSQL server
+(``PGSCHED_TEST_DSN``: server and role; databases are created and dropped
+here).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import requests
+
+pytest.importorskip("swh.scheduler")
+psycopg = pytest.importorskip("psycopg")
+
+from pgsched import exc, model  # noqa: E402
+from pgsched.client import RemoteScheduler  # noqa: E402
+
+pytestmark = pytest.mark.interop
+
+UTC = datetime.UTC
+NOW = datetime.datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def _admin_dsn() -> str:
+    dsn = os.environ.get("PGSCHED_TEST_DSN")
+    if not dsn:
+        pytest.skip("PGSCHED_TEST_DSN is not set (make test sets it)")
+    return dsn
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def swh_db():
+    """A fresh database initialised by the reference's own schema set-up."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+    from swh.core.db.db_utils import initialize_database_for_module
+    from swh.scheduler.backend import SchedulerBackend
+
+    admin = _admin_dsn()
+    name = f"pgsched_swh_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    params = conninfo_to_dict(admin)
+    params["dbname"] = name
+    try:
+        initialize_database_for_module(
+            modname="scheduler", version=SchedulerBackend.current_version, **params
+        )
+        yield make_conninfo(**params)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    psycopg.sql.Identifier(name)
+                )
+            )
+
+
+@pytest.fixture(scope="module")
+def swh_server(swh_db, tmp_path_factory):
+    """The reference RPC server (gunicorn, one worker) on a free loopback port."""
+    config = tmp_path_factory.mktemp("swh") / "scheduler.yml"
+    dsn = swh_db.replace("'", "\\'")
+    config.write_text(f"scheduler:\n  cls: postgresql\n  db: '{dsn}'\n")
+    port = _free_port()
+    log = config.with_name("gunicorn.log")
+    env = {**os.environ, "SWH_CONFIG_FILENAME": str(config)}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "1",
+                "--threads",
+                "2",
+                "swh.scheduler.api.server:make_app_from_configfile()",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(url, timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"reference server did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+@pytest.fixture
+def on_swh(swh_server):
+    client = RemoteScheduler(swh_server, timeout=30)
+    yield client
+    client.close()
+
+
+# --- pgsched's client against the reference server ----------------------------------
+
+
+def test_task_types_and_tasks_through_reference_server(on_swh):
+    task_type = model.TaskType(
+        type=f"load-git-{uuid.uuid4().hex[:6]}",
+        description="Update a git repository",
+        backend_name="swh.loader.git.tasks.UpdateGitRepository",
+        default_interval=datetime.timedelta(days=64),
+        min_interval=datetime.timedelta(hours=12),
+        max_interval=datetime.timedelta(days=64),
+        backoff_factor=2.0,
+        max_queue_length=None,
+        num_retries=7,
+        retry_delay=datetime.timedelta(hours=2),
+    )
+    assert on_swh.create_task_type(task_type) is None
+    assert on_swh.get_task_type(task_type.type) == task_type
+    assert task_type in on_swh.get_task_types()
+    assert on_swh.get_task_type("no-such-type") is None
+
+    task = model.Task(
+        type=task_type.type,
+        arguments=model.TaskArguments(args=["a", 1], kwargs={"url": "https://ex.org/ü.git"}),
+        next_run=NOW,
+        policy="oneshot",
+        priority="high",
+    )
+    (created,) = on_swh.create_tasks([task])
+    assert isinstance(created, model.Task)
+    assert isinstance(created.id, int)
+    assert created.evolve(id=None, retries_left=None, current_interval=None) == task
+    assert created.current_interval == task_type.default_interval
+    assert on_swh.get_tasks([created.id]) == [created]
+
+    ready = on_swh.peek_ready_priority_tasks(
+        task_type.type, timestamp=NOW + datetime.timedelta(seconds=1)
+    )
+    assert ready == [created]
+
+    # The reference's schedule_task_run cannot store its metadata (a dict given to
+    # psycopg without a Jsonb wrapper): its batch form is used instead.
+    run = model.TaskRun(task=created.id, backend_id="backend-1", scheduled=NOW, metadata={"k": "v"})
+    assert on_swh.mass_schedule_task_runs([run]) is None
+    (run,) = on_swh.get_task_runs([created.id])
+    assert isinstance(run, model.TaskRun)
+    assert (run.task, run.backend_id, run.scheduled, run.metadata, run.status) == (
+        created.id,
+        "backend-1",
+        NOW,
+        {"k": "v"},
+        "scheduled",
+    )
+    assert on_swh.get_tasks([created.id])[0].status == "next_run_scheduled"
+    started = on_swh.start_task_run("backend-1", timestamp=NOW + datetime.timedelta(minutes=1))
+    assert started.status == "started"
+    assert started.started == NOW + datetime.timedelta(minutes=1)
+    ended = on_swh.end_task_run("backend-1", "eventful", {"x": 2})
+    assert ended.status == "eventful"
+    assert ended.metadata == {"k": "v", "x": 2}
+    assert on_swh.get_task_runs([created.id]) == [ended]
+    assert on_swh.start_task_run("no-such-backend-id") is None
+
+
+def test_listers_origins_and_errors_through_reference_server(on_swh):
+    name = f"lister-{uuid.uuid4().hex[:6]}"
+    lister = on_swh.get_or_create_lister(name, "main", first_visits_queue_prefix="first")
+    assert isinstance(lister, model.Lister)
+    assert isinstance(lister.id, uuid.UUID)
+    assert on_swh.get_lister(name, "main") == lister
+    assert on_swh.get_listers_by_id([str(lister.id)]) == [lister]
+
+    updated = on_swh.update_lister(lister.evolve(current_state={"page": 3}))
+    assert updated.current_state == {"page": 3}
+    assert updated.updated > lister.updated
+    with pytest.raises(exc.StaleData):
+        on_swh.update_lister(lister.evolve(current_state={"page": 4}))
+
+    origins = [
+        model.ListedOrigin(
+            lister_id=lister.id,
+            url=f"https://example.org/{i}.git",
+            visit_type="git",
+            extra_loader_arguments={"i": i},
+            last_update=NOW - datetime.timedelta(days=i),
+        )
+        for i in range(5)
+    ]
+    recorded = on_swh.record_listed_origins(origins)
+    assert [o.evolve(first_seen=None, last_seen=None) for o in recorded] == origins
+    assert on_swh.get_visit_types_for_listed_origins(lister) == ["git"]
+
+    page = on_swh.get_listed_origins(lister_id=lister.id, limit=3)
+    assert isinstance(page, model.PaginatedListedOriginList)
+    assert page.results == recorded[:3]
+    assert isinstance(page.next_page_token, tuple)
+    rest = on_swh.get_listed_origins(lister_id=lister.id, limit=3, page_token=page.next_page_token)
+    assert rest.results == recorded[3:]
+    assert rest.next_page_token is None
+
+    with pytest.raises(exc.UnknownPolicy):
+        on_swh.grab_next_visits("git", 2, policy="no-such-policy")
+    grabbed = on_swh.grab_next_visits(
+        "git",
+        2,
+        policy="never_visited_oldest_update_first",
+        lister_uuid=str(lister.id),
+        timestamp=NOW,
+    )
+    assert [o.url for o in grabbed] == [origins[4].url, origins[3].url]
+
+    stats = model.OriginVisitStats(
+        url=origins[0].url,
+        visit_type="git",
+        last_successful=NOW,
+        last_visit=NOW,
+        last_visit_status=model.LastVisitStatus.successful,
+        last_snapshot=bytes(range(20)),
+        next_visit_queue_position=2**40,
+        next_position_offset=5,
+        successive_visits=2,
+    )
+    assert on_swh.origin_visit_stats_upsert([stats]) is None
+    (back,) = on_swh.origin_visit_stats_get([(origins[0].url, "git")])
+    assert back == stats
+
+    on_swh.visit_scheduler_queue_position_set("git", 2**40)
+    assert on_swh.visit_scheduler_queue_position_get()["git"] == 2**40
+
+    metrics = on_swh.update_metrics(lister_id=lister.id, timestamp=NOW)
+    assert [(m.lister_id, m.visit_type, m.origins_known) for m in metrics] == [
+        (lister.id, "git", 5)
+    ]
+    assert all(isinstance(m, model.SchedulerMetrics) for m in metrics)
+    assert on_swh.get_metrics(lister_id=lister.id) == metrics
