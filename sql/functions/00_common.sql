@@ -1,0 +1,98 @@
+-- Helpers shared by the functions of the scheduler schema.
+
+-- Every "bad argument" error goes through here, so that they all carry
+-- SQLSTATE 22023 and a message that starts with the argument's name (the
+-- shim turns them into ValueError, the RPC server into a 400).
+CREATE FUNCTION {{ schema }}.raise_invalid(argument text, problem text)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RAISE EXCEPTION USING
+        ERRCODE = 'invalid_parameter_value',
+        MESSAGE = argument || ': ' || problem;
+END
+$$;
+
+COMMENT ON FUNCTION {{ schema }}.raise_invalid(text, text) IS
+'Raise SQLSTATE 22023 with message "<argument>: <problem>"';
+
+-- Validation of a row count argument (count, limit, num_tasks): null allowed
+-- where the caller says so, never negative, never above the hard ceiling.
+CREATE FUNCTION {{ schema }}.check_count(
+    argument text, value bigint, allow_null boolean DEFAULT true, allow_zero boolean DEFAULT true
+)
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        IF NOT allow_null THEN
+            PERFORM scheduler.raise_invalid(argument, 'must not be null');
+        END IF;
+    ELSIF value < 0 THEN
+        PERFORM scheduler.raise_invalid(argument, format('must not be negative, got %s', value));
+    ELSIF value = 0 AND NOT allow_zero THEN
+        PERFORM scheduler.raise_invalid(argument, 'must be at least 1');
+    ELSIF value > 1000000 THEN
+        PERFORM scheduler.raise_invalid(
+            argument, format('must be at most 1000000, got %s', value)
+        );
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION {{ schema }}.check_count(text, bigint, boolean, boolean) IS
+'Reject a negative (or, when asked, null or zero) count, or one above 1000000';
+
+-- The four cooldowns of grab_next_visits, as one predicate on an origin's
+-- visit statistics.  Inlined by the planner into each policy's query; a
+-- null cooldown disables that rule.
+CREATE FUNCTION {{ schema }}.visit_cooldown_passed(
+    last_scheduled timestamptz,
+    last_visit timestamptz,
+    last_visit_status {{ schema }}.last_visit_status,
+    ts timestamptz,
+    absolute_cooldown interval,
+    scheduled_cooldown interval,
+    failed_cooldown interval,
+    not_found_cooldown interval
+)
+RETURNS boolean
+LANGUAGE sql
+STABLE PARALLEL SAFE
+RETURN
+(
+    absolute_cooldown IS NULL
+    OR last_scheduled IS NULL
+    OR last_scheduled <= ts - absolute_cooldown
+)
+AND (
+    scheduled_cooldown IS NULL
+    OR last_scheduled IS NULL
+    OR last_scheduled <= last_visit
+    OR last_scheduled <= ts - scheduled_cooldown
+)
+AND (
+    failed_cooldown IS NULL
+    OR last_visit_status IS DISTINCT FROM 'failed'
+    OR last_visit <= ts - failed_cooldown
+)
+AND (
+    not_found_cooldown IS NULL
+    OR last_visit_status IS DISTINCT FROM 'not_found'
+    OR last_visit <= ts - not_found_cooldown
+);
+
+COMMENT ON FUNCTION {{ schema }}.visit_cooldown_passed(
+    timestamptz,
+    timestamptz,
+    {{ schema }}.last_visit_status,
+    timestamptz,
+    interval,
+    interval,
+    interval,
+    interval
+) IS
+'True when none of the cooldowns of grab_next_visits holds the origin back at ts';
