@@ -19,7 +19,7 @@ BEGIN
     RETURN QUERY
     INSERT INTO scheduler.lister AS l (name, instance_name, first_visits_queue_prefix)
     VALUES (get_or_create_lister.name, inst, get_or_create_lister.first_visits_queue_prefix)
-    ON CONFLICT (name, instance_name) DO NOTHING
+    ON CONFLICT ON CONSTRAINT lister_name_instance_name_key DO NOTHING
     RETURNING l.*;
     IF NOT FOUND THEN
         RETURN QUERY

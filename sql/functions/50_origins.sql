@@ -102,7 +102,7 @@ BEGIN
         LEFT JOIN scheduler.origin_visit_stats AS s
             ON s.url_digest = i.digest AND s.visit_type = i.visit_type
         ORDER BY i.digest, i.visit_type, i.lister_id
-        ON CONFLICT (url_digest, visit_type, lister_id) DO UPDATE
+        ON CONFLICT ON CONSTRAINT listed_origins_key DO UPDATE
             SET
                 extra_loader_arguments = excluded.extra_loader_arguments,
                 last_update = excluded.last_update,
@@ -366,7 +366,7 @@ BEGIN
         url, visit_type, last_successful, last_visit, last_visit_status, last_scheduled,
         last_snapshot, next_visit_queue_position, next_position_offset, successive_visits
     )
-    ON CONFLICT (url_digest, visit_type) DO UPDATE
+    ON CONFLICT ON CONSTRAINT origin_visit_stats_key DO UPDATE
         SET
             last_successful = coalesce(excluded.last_successful, s.last_successful),
             last_visit = coalesce(excluded.last_visit, s.last_visit),

@@ -168,7 +168,7 @@ BEGIN
             AND lo.visit_type = grab_next_visits.visit_type
             AND lo.lister_id = p.lister_id
     ORDER BY lo.url_digest
-    ON CONFLICT (url_digest, visit_type) DO UPDATE
+    ON CONFLICT ON CONSTRAINT origin_visit_stats_key DO UPDATE
         SET last_scheduled = greatest(s.last_scheduled, excluded.last_scheduled);
 
     IF policy = 'origins_without_last_update' THEN

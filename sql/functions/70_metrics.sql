@@ -21,7 +21,7 @@ BEGIN ATOMIC
     FROM {{ schema }}.listed_origins AS lo
     WHERE update_metrics.lister_id IS NULL OR lo.lister_id = update_metrics.lister_id
     GROUP BY lo.lister_id, lo.visit_type
-    ON CONFLICT (lister_id, visit_type) DO UPDATE
+    ON CONFLICT ON CONSTRAINT scheduler_metrics_pkey DO UPDATE
         SET
             last_update = excluded.last_update,
             origins_known = excluded.origins_known,

@@ -157,7 +157,8 @@ CREATE TABLE scheduler.listed_origins (
     last_successful timestamptz,
     last_visit_status scheduler.last_visit_status,
     snapshot_known boolean NOT NULL DEFAULT false,
-    next_visit_queue_position bigint
+    next_visit_queue_position bigint,
+    CONSTRAINT listed_origins_key UNIQUE (url_digest, visit_type, lister_id)
 );
 
 COMMENT ON TABLE scheduler.listed_origins IS
@@ -168,8 +169,6 @@ COMMENT ON COLUMN scheduler.listed_origins.last_scheduled IS
 COMMENT ON COLUMN scheduler.listed_origins.snapshot_known IS
 'Copy of origin_visit_stats.last_snapshot IS NOT NULL, kept by trigger';
 
-CREATE UNIQUE INDEX listed_origins_key
-ON scheduler.listed_origins (url_digest, visit_type, lister_id);
 -- Paging order: lister, then url, then visit type.
 CREATE INDEX listed_origins_page_idx
 ON scheduler.listed_origins (lister_id, left(url, 500));
@@ -207,14 +206,12 @@ CREATE TABLE scheduler.origin_visit_stats (
     last_snapshot bytea CHECK (octet_length(last_snapshot) = 20),
     next_visit_queue_position bigint,
     next_position_offset integer NOT NULL DEFAULT 4,
-    successive_visits integer NOT NULL DEFAULT 1
+    successive_visits integer NOT NULL DEFAULT 1,
+    CONSTRAINT origin_visit_stats_key UNIQUE (url_digest, visit_type)
 );
 
 COMMENT ON TABLE scheduler.origin_visit_stats IS
 'What is known of the visits of each (url, visit_type); copied into listed_origins';
-
-CREATE UNIQUE INDEX origin_visit_stats_key
-ON scheduler.origin_visit_stats (url_digest, visit_type);
 
 CREATE TABLE scheduler.visit_scheduler_queue_position (
     visit_type text PRIMARY KEY,
