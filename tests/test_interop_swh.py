@@ -547,6 +547,6 @@ def test_reference_client_site_map_and_bad_requests(pgsched_url):
     assert len(site_map) == 34
     client = SwhRemoteScheduler(pgsched_url, timeout=10)
     with pytest.raises(SwhRemoteException) as info:
-        client.post("task/get", {"task_ids": [1], "bogus": 2})
+        client._post("task/get", {"task_ids": [1], "bogus": 2})
     assert info.value.response.status_code == 400
-    assert "bogus" in info.value.payload["message"]
+    assert "bogus" in info.value.args[0]["message"]

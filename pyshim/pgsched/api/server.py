@@ -18,6 +18,8 @@ None to read the file named by ``PGSCHED_CONFIG`` or else the DSN in
 
 - ``db``: libpq DSN of the scheduler database;
 - ``pool_min_size`` / ``pool_max_size``: the backend's connection pool;
+- ``pool_timeout``: seconds a call waits for a connection before the
+  database counts as unavailable (503);
 - ``max_request_size``: largest accepted request body, in bytes (64 MiB).
 """
 
@@ -102,11 +104,19 @@ def describe_dsn(dsn: str | None) -> str:
 def _build_backend(config: dict[str, Any]):
     from .. import get_scheduler
 
-    kwargs: dict[str, Any] = {"db": config.get("db")}
-    for key in ("pool_min_size", "pool_max_size"):
+    kwargs: dict[str, Any] = {"db": config.get("db") or ""}
+    for key, arg, kind in _POOL_SETTINGS:
         if config.get(key) is not None:
-            kwargs[key] = int(config[key])
+            kwargs[arg] = kind(config[key])
     return get_scheduler("postgresql", **kwargs)
+
+
+# configuration key -> keyword argument of the backend's constructor
+_POOL_SETTINGS = (
+    ("pool_min_size", "min_size", int),
+    ("pool_max_size", "max_size", int),
+    ("pool_timeout", "timeout", float),
+)
 
 
 def _description(fn) -> str:
