@@ -310,7 +310,10 @@ def background_server(app, host: str = DEFAULT_HOST, port: int = 0):
 
     server = make_server(host, port, app, threaded=True)
     thread = threading.Thread(
-        target=server.serve_forever, name=f"pgsched-rpc-{server.server_port}", daemon=True
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},  # a prompt shutdown
+        name=f"pgsched-rpc-{server.server_port}",
+        daemon=True,
     )
     thread.start()
     try:
