@@ -7,12 +7,15 @@ DECLARE
     r record;
 BEGIN
     FOR r IN
-        SELECT p.oid::regprocedure AS sig, p.prokind
+        SELECT p.oid, p.oid::regprocedure AS sig, p.prokind
         FROM pg_catalog.pg_proc AS p
         WHERE
             p.pronamespace = 'scheduler'::regnamespace
             AND p.proname <> 'url_digest'
     LOOP
+        -- A routine with a SQL-standard body depends on the routines it
+        -- calls: an earlier CASCADE may already have dropped it.
+        CONTINUE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_proc AS q WHERE q.oid = r.oid);
         IF r.prokind = 'p' THEN
             EXECUTE format('DROP PROCEDURE %s CASCADE', r.sig);
         ELSE
