@@ -274,8 +274,12 @@ BEGIN
     SELECT
         p.task_id, p.task_policy, p.task_status, p.task_run_id, p.arguments, p.type,
         p.backend_id, p.metadata, p.scheduled, p.started, p.ended, p.task_run_status,
-        p.task_id || ' ' || to_char(p.sort_started AT TIME ZONE 'UTC',
-                                    'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+        p.task_id || ' '
+        || CASE
+            WHEN isfinite(p.sort_started)
+                THEN to_char(p.sort_started AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+            ELSE 'infinity'
+        END
         || ' ' || p.task_run_id,
         p.next_exists
     FROM (

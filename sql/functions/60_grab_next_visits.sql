@@ -107,19 +107,19 @@ BEGIN
     -- Keep the first row of each origin, and claim the rows of the other
     -- listers too; an origin one of whose rows another caller holds is
     -- that caller's, and is dropped.
+    SELECT array_agg(p.lister_id ORDER BY p.ord), array_agg(p.url_digest ORDER BY p.ord)
+    INTO picked_listers, picked_digests
+    FROM (
+        SELECT DISTINCT ON (u.url_digest) u.*
+        FROM unnest(picked_listers, picked_digests) WITH ORDINALITY AS u (
+            lister_id, url_digest, ord
+        )
+        ORDER BY u.url_digest, u.ord
+    ) AS p;
     SELECT count(*) INTO siblings
     FROM scheduler.listed_origins AS lo
     WHERE lo.url_digest = ANY(picked_digests) AND lo.visit_type = grab_next_visits.visit_type;
     IF siblings > cardinality(picked_digests) THEN
-        SELECT array_agg(p.lister_id ORDER BY p.ord), array_agg(p.url_digest ORDER BY p.ord)
-        INTO picked_listers, picked_digests
-        FROM (
-            SELECT DISTINCT ON (u.url_digest) u.*
-            FROM unnest(picked_listers, picked_digests) WITH ORDINALITY AS u (
-                lister_id, url_digest, ord
-            )
-            ORDER BY u.url_digest, u.ord
-        ) AS p;
         WITH locked AS (
             SELECT lo.url_digest, lo.lister_id
             FROM scheduler.listed_origins AS lo
