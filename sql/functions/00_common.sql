@@ -71,18 +71,18 @@ RETURN
 AND (
     scheduled_cooldown IS NULL
     OR last_scheduled IS NULL
-    OR last_scheduled <= last_visit
+    OR last_scheduled <= coalesce(last_visit, '-infinity')
     OR last_scheduled <= ts - scheduled_cooldown
 )
 AND (
     failed_cooldown IS NULL
     OR last_visit_status IS DISTINCT FROM 'failed'
-    OR last_visit <= ts - failed_cooldown
+    OR coalesce(last_visit, '-infinity') <= ts - failed_cooldown
 )
 AND (
     not_found_cooldown IS NULL
     OR last_visit_status IS DISTINCT FROM 'not_found'
-    OR last_visit <= ts - not_found_cooldown
+    OR coalesce(last_visit, '-infinity') <= ts - not_found_cooldown
 );
 
 COMMENT ON FUNCTION {{ schema }}.visit_cooldown_passed(

@@ -206,6 +206,10 @@ COMMENT ON FUNCTION {{ schema }}.get_listed_origins(
 CREATE FUNCTION {{ schema }}.copy_visit_stats_to_listed_origins()
 RETURNS trigger
 LANGUAGE plpgsql
+-- The transition table has no statistics; without this the planner may
+-- hash it against a sequential scan of all listed origins, where one
+-- probe of listed_origins_key per changed row is what is wanted.
+SET enable_seqscan = off
 AS $$
 BEGIN
     UPDATE scheduler.listed_origins AS lo
