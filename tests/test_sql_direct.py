@@ -252,3 +252,37 @@ def test_grab_plans_use_indexes(db):
         db.execute("RESET client_min_messages")
     for policy, plan in plans.items():
         assert "Seq Scan on listed_origins" not in plan, (policy, plan)
+
+
+def test_least_privilege_roles(dsn, db):
+    """The API role runs the functions but cannot touch the tables; read-only reads."""
+    import os
+
+    api, ro = f"pgsched_test_api_{os.getpid()}", f"pgsched_test_ro_{os.getpid()}"
+    db.execute(f"DROP ROLE IF EXISTS {api}")
+    db.execute(f"DROP ROLE IF EXISTS {ro}")
+    db.execute(f"CREATE ROLE {api} LOGIN IN ROLE pgsched_api")
+    db.execute(f"CREATE ROLE {ro} LOGIN IN ROLE pgsched_readonly")
+    try:
+        base = psycopg.conninfo.conninfo_to_dict(dsn)
+        as_api = psycopg.conninfo.make_conninfo(**{**base, "user": api})
+        as_ro = psycopg.conninfo.make_conninfo(**{**base, "user": ro})
+        with psycopg.connect(as_api, autocommit=True) as conn:
+            (lister_id,) = conn.execute(
+                "SELECT id FROM scheduler.get_or_create_lister('via-api')"
+            ).fetchone()
+            assert lister_id is not None
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("DELETE FROM scheduler.lister")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("SELECT * FROM scheduler.task")
+        with psycopg.connect(as_ro, autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM scheduler.lister").fetchone() == (1,)
+            assert conn.execute("SELECT count(*) FROM scheduler.get_listers()").fetchone() == (1,)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("SELECT * FROM scheduler.get_or_create_lister('nope')")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("UPDATE scheduler.lister SET name = 'x'")
+    finally:
+        db.execute(f"DROP ROLE IF EXISTS {api}")
+        db.execute(f"DROP ROLE IF EXISTS {ro}")
