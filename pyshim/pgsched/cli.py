@@ -797,6 +797,36 @@ def task_runs(db, task_ids, limit) -> None:
     )
 
 
+# --- demo ---------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--pypi", "pypi_file", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--npm", "npm_file", type=click.Path(exists=True, dir_okay=False), required=True)
+@click.option("--days", type=click.IntRange(min=1, max=60), default=5, show_default=True)
+@click.option("--seed", type=int, default=None, help="seed of the simulated world")
+@db_option
+def demo(db, pypi_file, npm_file, days, seed) -> None:
+    """The `make run` scenario: import two listings, simulate DAYS of scheduling."""
+    import os
+    import shutil
+
+    from .demo import SEED, run_demo
+
+    me = sys.argv[0] if os.path.basename(sys.argv[0]) == "pgsched" else "pgsched"
+    if os.path.isabs(me) and me.startswith(os.getcwd() + os.sep):
+        me = os.path.relpath(me)
+    psql = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
+    try:
+        ok = run_demo(
+            db, pypi_file, npm_file, days, SEED if seed is None else seed, pgsched=me, psql=psql
+        )
+    except (ValueError, TypeError, exc.SchedulerException, exc.DatabaseUnavailable) as e:
+        raise click.ClickException(f"{type(e).__name__}: {e}") from e
+    if not ok:
+        sys.exit(1)
+
+
 # --- serve --------------------------------------------------------------------
 
 
