@@ -46,6 +46,24 @@ $$;
 COMMENT ON FUNCTION {{ schema }}.check_count(text, bigint, boolean, boolean) IS
 'Reject a negative (or, when asked, null or zero) count, or one above 1000000';
 
+-- Batch functions take one array per column: they must agree in length.
+-- A null length (an optional column left out) is not compared.
+CREATE FUNCTION {{ schema }}.check_lengths(argument text, lengths integer [])
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE
+AS $$
+BEGIN
+    IF (SELECT count(DISTINCT x) FROM unnest(lengths) AS x) > 1 THEN
+        PERFORM scheduler.raise_invalid(argument, format(
+            'the column arrays differ in length (%s)', array_to_string(lengths, ', ', 'absent')));
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION {{ schema }}.check_lengths(text, integer []) IS
+'Raise 22023 naming the argument unless the non-null lengths are all equal';
+
 -- The four cooldowns of grab_next_visits, as one predicate on an origin's
 -- visit statistics.  Inlined by the planner into each policy's query; a
 -- null cooldown disables that rule.

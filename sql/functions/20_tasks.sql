@@ -40,13 +40,11 @@ DECLARE
     n integer := coalesce(cardinality(types), 0);
     bad text;
 BEGIN
-    IF coalesce(cardinality(arguments), 0) <> n OR coalesce(cardinality(next_runs), 0) <> n
-        OR (policies IS NOT NULL AND cardinality(policies) <> n)
-        OR (statuses IS NOT NULL AND cardinality(statuses) <> n)
-        OR (priorities IS NOT NULL AND cardinality(priorities) <> n)
-        OR (retries_left IS NOT NULL AND cardinality(retries_left) <> n) THEN
-        PERFORM scheduler.raise_invalid('tasks', 'the column arrays differ in length');
-    END IF;
+    PERFORM scheduler.check_lengths('tasks', ARRAY[
+        n, coalesce(cardinality(arguments), 0), coalesce(cardinality(next_runs), 0),
+        cardinality(policies), cardinality(statuses), cardinality(priorities),
+        cardinality(retries_left)
+    ]);
     IF n = 0 THEN
         RETURN;
     END IF;

@@ -13,11 +13,9 @@ DECLARE
     n integer := coalesce(cardinality(task_ids), 0);
     bad bigint;
 BEGIN
-    IF coalesce(cardinality(backend_ids), 0) <> n
-        OR (scheduled IS NOT NULL AND cardinality(scheduled) <> n)
-        OR (metadata IS NOT NULL AND cardinality(metadata) <> n) THEN
-        PERFORM scheduler.raise_invalid('task_runs', 'the column arrays differ in length');
-    END IF;
+    PERFORM scheduler.check_lengths('task_runs', ARRAY[
+        n, coalesce(cardinality(backend_ids), 0), cardinality(scheduled), cardinality(metadata)
+    ]);
     SELECT i.id INTO bad
     FROM unnest(task_ids) AS i (id)
     WHERE i.id IS NULL OR NOT EXISTS (SELECT 1 FROM scheduler.task AS t WHERE t.id = i.id)

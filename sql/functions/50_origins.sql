@@ -23,6 +23,27 @@ $$;
 COMMENT ON FUNCTION {{ schema }}.check_url(text, text) IS
 'Raise 22023 naming the argument unless url is a non-empty string of at most 16 KiB';
 
+-- The (url, visit_type) keys of a batch: urls as check_url wants them,
+-- visit types non-empty.
+CREATE FUNCTION {{ schema }}.check_origin_keys(argument text, urls text [], visit_types text [])
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE
+AS $$
+BEGIN
+    PERFORM scheduler.check_url(argument || '.url', u) FROM unnest(urls) AS u
+    WHERE u IS NULL OR u = '' OR octet_length(u) > 16384;
+    IF array_position(visit_types, NULL) IS NOT NULL OR array_position(visit_types, '') IS NOT NULL
+    THEN
+        PERFORM scheduler.raise_invalid(argument || '.visit_type', 'must be a non-empty string');
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION {{ schema }}.check_origin_keys(text, text [], text []) IS
+'Raise 22023 naming the argument unless every url passes check_url and every visit type '
+'is a non-empty string';
+
 CREATE FUNCTION {{ schema }}.record_listed_origins(
     lister_ids uuid [],
     urls text [],
@@ -40,23 +61,15 @@ DECLARE
     n integer := coalesce(cardinality(urls), 0);
     bad text;
 BEGIN
-    IF coalesce(cardinality(lister_ids), 0) <> n OR coalesce(cardinality(visit_types), 0) <> n
-        OR (extra_loader_arguments IS NOT NULL AND cardinality(extra_loader_arguments) <> n)
-        OR (last_updates IS NOT NULL AND cardinality(last_updates) <> n)
-        OR (is_forks IS NOT NULL AND cardinality(is_forks) <> n)
-        OR (forked_from_urls IS NOT NULL AND cardinality(forked_from_urls) <> n)
-        OR (enabled IS NOT NULL AND cardinality(enabled) <> n) THEN
-        PERFORM scheduler.raise_invalid('listed_origins', 'the column arrays differ in length');
-    END IF;
+    PERFORM scheduler.check_lengths('listed_origins', ARRAY[
+        n, coalesce(cardinality(lister_ids), 0), coalesce(cardinality(visit_types), 0),
+        cardinality(extra_loader_arguments), cardinality(last_updates), cardinality(is_forks),
+        cardinality(forked_from_urls), cardinality(enabled)
+    ]);
     IF n = 0 THEN
         RETURN;
     END IF;
-    PERFORM scheduler.check_url('listed_origins.url', u) FROM unnest(urls) AS u
-    WHERE u IS NULL OR u = '' OR octet_length(u) > 16384;
-    IF array_position(visit_types, NULL) IS NOT NULL OR array_position(visit_types, '') IS NOT NULL
-    THEN
-        PERFORM scheduler.raise_invalid('listed_origins.visit_type', 'must be a non-empty string');
-    END IF;
+    PERFORM scheduler.check_origin_keys('listed_origins', urls, visit_types);
     SELECT l::text INTO bad
     FROM (SELECT DISTINCT x FROM unnest(lister_ids) AS x) AS d (l)
     WHERE d.l IS NULL OR NOT EXISTS (SELECT 1 FROM scheduler.lister AS k WHERE k.id = d.l)
@@ -280,28 +293,16 @@ DECLARE
     d_position_offset integer [];
     d_successive_visits integer [];
 BEGIN
-    IF coalesce(cardinality(visit_types), 0) <> n
-        OR (last_successful IS NOT NULL AND cardinality(last_successful) <> n)
-        OR (last_visit IS NOT NULL AND cardinality(last_visit) <> n)
-        OR (last_visit_status IS NOT NULL AND cardinality(last_visit_status) <> n)
-        OR (last_scheduled IS NOT NULL AND cardinality(last_scheduled) <> n)
-        OR (last_snapshot IS NOT NULL AND cardinality(last_snapshot) <> n)
-        OR (next_visit_queue_position IS NOT NULL
-            AND cardinality(next_visit_queue_position) <> n)
-        OR (next_position_offset IS NOT NULL AND cardinality(next_position_offset) <> n)
-        OR (successive_visits IS NOT NULL AND cardinality(successive_visits) <> n) THEN
-        PERFORM scheduler.raise_invalid('origin_visit_stats', 'the column arrays differ in length');
-    END IF;
+    PERFORM scheduler.check_lengths('origin_visit_stats', ARRAY[
+        n, coalesce(cardinality(visit_types), 0), cardinality(last_successful),
+        cardinality(last_visit), cardinality(last_visit_status), cardinality(last_scheduled),
+        cardinality(last_snapshot), cardinality(next_visit_queue_position),
+        cardinality(next_position_offset), cardinality(successive_visits)
+    ]);
     IF n = 0 THEN
         RETURN 0;
     END IF;
-    PERFORM scheduler.check_url('origin_visit_stats.url', u) FROM unnest(urls) AS u
-    WHERE u IS NULL OR u = '' OR octet_length(u) > 16384;
-    IF array_position(visit_types, NULL) IS NOT NULL OR array_position(visit_types, '') IS NOT NULL
-    THEN
-        PERFORM scheduler.raise_invalid('origin_visit_stats.visit_type',
-            'must be a non-empty string');
-    END IF;
+    PERFORM scheduler.check_origin_keys('origin_visit_stats', urls, visit_types);
     IF EXISTS (
         SELECT 1 FROM unnest(last_snapshot) AS s (snap) WHERE octet_length(s.snap) <> 20
     ) THEN
