@@ -97,7 +97,6 @@ def init_reference_schema(dsn: str) -> None:
 # PL/pgSQL functions) included, sent to the client as LOG messages.
 AUTO_EXPLAIN = (
     "LOAD 'auto_explain'",
-    "SET auto_explain.log_min_duration = 0",
     "SET auto_explain.log_analyze = on",
     "SET auto_explain.log_buffers = on",
     "SET auto_explain.log_timing = on",
@@ -105,6 +104,8 @@ AUTO_EXPLAIN = (
     "SET auto_explain.log_format = 'text'",
     "SET client_min_messages = log",
 )
+
+SET_MIN_DURATION = "SELECT set_config('auto_explain.log_min_duration', %s, false)"
 
 SEQ_SCAN = re.compile(r"(?:Parallel )?Seq Scan on (\S+)")
 DISK_SORT = re.compile(r"Sort Method: external|Disk: \d+kB")
@@ -125,20 +126,25 @@ def compact(message: str) -> str:
     root = next((i for i, line in enumerate(lines) if "(cost=" in line), 0)
     query = " ".join(" ".join(lines[:root]).split())
     query = query.removeprefix("Query Text: ")
-    if len(query) > 300:
-        query = query[:300] + " ..."
-    return "\n".join([f"-- {query}", *lines[root:]])
+    # Bound parameters show up inline (a 1000-element array, say): cut.
+    plan = [line if len(line) <= 300 else line[:300] + " ..." for line in lines[root:]]
+    return "\n".join([f"-- {query[:300]}{' ...' if len(query) > 300 else ''}", *plan])
 
 
 class PlanRecorder:
     """Collects auto_explain plans sent to one connection."""
 
-    def __init__(self, conn: psycopg.Connection):
+    def __init__(self, conn: psycopg.Connection, min_ms: int = 1):
         self.conn = conn
         self.plans: list[str] = []
         conn.add_notice_handler(self._notice)
         for stmt in AUTO_EXPLAIN:
             conn.execute(stmt)
+        # Statements quicker than this are left out: a function called per
+        # row (a generated column's) would otherwise log thousands of plans.
+        conn.execute(
+            "SELECT set_config('auto_explain.log_min_duration', %s, false)", (str(min_ms),)
+        )
         conn.commit()
 
     def _notice(self, diag: psycopg.errors.Diagnostic) -> None:
@@ -183,9 +189,10 @@ class Backend:
 
     name: str
 
-    def __init__(self, server_dsn: str, dbname: str):
+    def __init__(self, server_dsn: str, dbname: str, explain_min_ms: int = 1):
         self.server_dsn = server_dsn
         self.dbname = dbname
+        self.explain_min_ms = explain_min_ms
         self.dsn = create_database(server_dsn, dbname)
         self.init_schema()
         self.scheduler = self.make_scheduler(self.dsn)
@@ -249,11 +256,11 @@ class PgschedBackend(Backend):
     )
     has_bare_calls = True
 
-    def __init__(self, server_dsn: str, dbname: str):
+    def __init__(self, server_dsn: str, dbname: str, explain_min_ms: int = 1):
         import pgsched.model
 
         self.model = pgsched.model
-        super().__init__(server_dsn, dbname)
+        super().__init__(server_dsn, dbname, explain_min_ms)
 
     def init_schema(self) -> None:
         from pgsched.migrate import migrate
@@ -270,7 +277,7 @@ class PgschedBackend(Backend):
         # connection with auto_explain shows the plans of the statements
         # inside the function.
         if self._explain is None:
-            self._explain = (None, PlanRecorder(self.connect()))
+            self._explain = (None, PlanRecorder(self.connect(), self.explain_min_ms))
         rec = self._explain[1]
         query, params = self.bare(method, kwargs)
         with rec.capture() as plans:
@@ -291,11 +298,11 @@ class ReferenceBackend(Backend):
         " (LIKE public.listed_origins INCLUDING ALL)"
     )
 
-    def __init__(self, server_dsn: str, dbname: str):
+    def __init__(self, server_dsn: str, dbname: str, explain_min_ms: int = 1):
         import swh.scheduler.model
 
         self.model = swh.scheduler.model
-        super().__init__(server_dsn, dbname)
+        super().__init__(server_dsn, dbname, explain_min_ms)
 
     def init_schema(self) -> None:
         init_reference_schema(self.dsn)
@@ -310,7 +317,7 @@ class ReferenceBackend(Backend):
         # one with auto_explain loaded shows the plans of its queries.
         if self._explain is None:
             conn = self.connect(row_factory=dict_row)
-            rec = PlanRecorder(conn)
+            rec = PlanRecorder(conn, self.explain_min_ms)
             self._explain = (self.make_scheduler(conn), rec)
         sched, rec = self._explain
         with rec.capture() as plans:
@@ -386,9 +393,18 @@ def _origin_visit_stats_upsert_params(kw: dict[str, Any]) -> dict[str, Any]:
     return {name: [r[i] for r in rows] for i, name in enumerate(names)}
 
 
+def _start_task_run_params(kw: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "backend_id": kw["backend_id"],
+        "metadata": Jsonb(kw["metadata"]) if kw.get("metadata") is not None else None,
+        "timestamp": kw.get("timestamp"),
+    }
+
+
 BARE_PARAMS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "grab_next_visits": _grab_next_visits_params,
     "grab_ready_tasks": _grab_ready_tasks_params,
     "record_listed_origins": _record_listed_origins_params,
     "origin_visit_stats_upsert": _origin_visit_stats_upsert_params,
+    "start_task_run": _start_task_run_params,
 }

@@ -82,6 +82,7 @@ class Config:
     tag: str = "run"
     keep_db: bool = False
     explain: bool = True
+    explain_min_ms: int = 1
 
 
 # --- progress and timing -----------------------------------------------------
@@ -258,10 +259,10 @@ def run_backend(be: Backend, work: Workload, cfg: Config, progress: Progress) ->
                 "grab_next_visits", {**kwargs, "timestamp": ts}
             )
 
-    run_tasks(be, work, cfg, progress, m, explain, extra)
+    backend_ids = run_tasks(be, work, cfg, progress, m, explain, extra)
 
-    if be.has_bare_calls and cfg.shim_pairs:
-        extra["shim"] = shim_overhead(be, work, cfg, progress, clock, lister_ids, m)
+    if be.has_bare_calls and cfg.shim_pairs and backend_ids:
+        extra["shim"] = shim_overhead(be, work, cfg, progress, clock, lister_ids, backend_ids, m)
 
     return {"metrics": m, "explain": explain, "extra": extra}
 
@@ -296,7 +297,8 @@ def copy_baseline(be: Backend, work: Workload, lister_ids: dict, progress: Progr
     return rate
 
 
-def run_tasks(be, work, cfg, progress, m, explain, extra) -> None:
+def run_tasks(be, work, cfg, progress, m, explain, extra) -> list[str]:
+    """create, grab, then runs: mass schedule, start, end; the runs' backend ids."""
     sched, model = be.scheduler, be.model
     sched.create_task_type(task_type_model(model))
     tasks = task_models(model, work.task_rows)
@@ -360,6 +362,7 @@ def run_tasks(be, work, cfg, progress, m, explain, extra) -> None:
         f"task runs: mass_schedule {m['mass_schedule_task_runs']:,.0f}/s, "
         f"start {m['start_task_run']:,.0f}/s, end {m['end_task_run']:,.0f}/s"
     )
+    return [run.backend_id for run in task_runs]
 
 
 class ShimCase:
@@ -372,7 +375,7 @@ class ShimCase:
         self.reset = reset  # (ids) -> None: undo a grab, untimed
 
 
-def shim_cases(be: Backend, work: Workload, clock: Clock, lister_ids: dict) -> dict:
+def shim_cases(be: Backend, work: Workload, clock: Clock, lister_ids: dict, backend_id: str):
     sched, model = be.scheduler, be.model
     pypi = work.listings[0]
     rows = [(lister_ids[pypi.lister], url, pypi.visit_type, lu) for url, lu in pypi.rows[:1000]]
@@ -390,6 +393,9 @@ def shim_cases(be: Backend, work: Workload, clock: Clock, lister_ids: dict) -> d
     def grab_tasks():
         return {"task_type": TASK_TYPE, "timestamp": work.now, "num_tasks": GRAB_COUNT}
 
+    def start_run():
+        return {"backend_id": backend_id, "metadata": {"worker": "bench"}, "timestamp": work.now}
+
     def ready_again(ids):
         sched.set_status_tasks(ids, status="next_run_not_scheduled")
 
@@ -401,6 +407,8 @@ def shim_cases(be: Backend, work: Workload, clock: Clock, lister_ids: dict) -> d
             lambda: {"listed_origins": origins},
             lambda: {"rows": rows},
         ),
+        # a small call: the fixed cost of the shim (checks, pool, row to model)
+        "start_task_run": ShimCase("start_task_run", start_run, start_run),
         "origin_visit_stats_upsert": ShimCase(
             "origin_visit_stats_upsert",
             lambda: {"origin_visit_stats": stats},
@@ -409,14 +417,15 @@ def shim_cases(be: Backend, work: Workload, clock: Clock, lister_ids: dict) -> d
     }
 
 
-def shim_overhead(be, work, cfg, progress, clock, lister_ids, m) -> dict[str, Any]:
+def shim_overhead(be, work, cfg, progress, clock, lister_ids, backend_ids, m) -> dict[str, Any]:
     """The same call through the shim and as a bare SQL call over psycopg
     (autocommit, tuple rows), alternately; medians compared."""
     out = {}
     sched = be.scheduler
     clock.window(len(GRAB_POLICIES))
     with be.connect(autocommit=True) as conn:
-        for name, case in shim_cases(be, work, clock, lister_ids).items():
+        cases = shim_cases(be, work, clock, lister_ids, backend_ids[0])
+        for name, case in cases.items():
             shim_t, bare_t = [], []
             for _ in range(cfg.shim_pairs):
                 kwargs = case.shim_kwargs()
@@ -693,7 +702,7 @@ def run(cfg: Config, progress: Progress | None = None) -> dict[str, Any]:
         progress.say(f"== {name} ==")
         progress.prefix = f"[{name}] "
         t0 = time.perf_counter()
-        be = BACKENDS[name](cfg.server_dsn, f"bench_{name}_{cfg.tag}")
+        be = BACKENDS[name](cfg.server_dsn, f"bench_{name}_{cfg.tag}", cfg.explain_min_ms)
         progress.say(f"fresh database {be.dbname} ready in {time.perf_counter() - t0:.1f}s")
         try:
             results["backends"][name] = run_backend(be, work, cfg, progress)
@@ -731,6 +740,9 @@ def parse_args(argv: Iterable[str] | None) -> Config:
     p.add_argument("--tag", default="run", help="database name suffix")
     p.add_argument("--keep-db", action="store_true", help="keep the databases afterwards")
     p.add_argument("--no-explain", action="store_true")
+    p.add_argument(
+        "--explain-min-ms", type=int, default=1, help="plans of quicker statements are left out"
+    )
     a = p.parse_args(list(argv) if argv is not None else None)
     if not a.dsn:
         p.error("no server: set PGSCHED_DSN or pass --dsn")
@@ -751,6 +763,7 @@ def parse_args(argv: Iterable[str] | None) -> Config:
         tag=a.tag,
         keep_db=a.keep_db,
         explain=not a.no_explain,
+        explain_min_ms=a.explain_min_ms,
     )
     unknown = set(cfg.backends) - set(BACKENDS)
     if unknown:
