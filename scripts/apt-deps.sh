@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages pgsched needs to build and test, only when one
 # is missing. Runs `apt-get update` at most once, and only then.
+#   make                  the Makefile
 #   libpq-dev gcc         psycopg[c] builds against the system libpq
 #   pkg-config libsystemd-dev   needed by a dependency of swh.scheduler (test extra)
 #   postgresql-15         server binaries for the private dev cluster (scripts/pg.sh)
@@ -9,7 +10,7 @@
 set -euo pipefail
 
 PYTHON="${PYTHON:-python3}"
-pkgs=(libpq-dev gcc pkg-config libsystemd-dev postgresql-15 postgresql-client-15)
+pkgs=(make libpq-dev gcc pkg-config libsystemd-dev postgresql-15 postgresql-client-15)
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     pkgs+=(python3-venv)
 fi
