@@ -220,3 +220,13 @@ def test_reraise_exceptions_override():
     client = RemoteScheduler("http://h", reraise_exceptions=[exc.StaleData])
     assert client.reraise_exceptions == [exc.StaleData]
     assert RemoteScheduler.reraise_exceptions != [exc.StaleData]
+
+
+def test_unencodable_argument_is_named_before_sending():
+    import datetime
+
+    client = RemoteScheduler(f"http://127.0.0.1:{closed_port()}", enable_requests_retry=False)
+    with pytest.raises(ValueError, match="^timestamp: naive datetime"):
+        client.peek_ready_tasks("load-git", timestamp=datetime.datetime(2024, 1, 1))
+    with pytest.raises(TypeError, match="^metadata: cannot encode"):
+        client.start_task_run("b", metadata={"x": object()})

@@ -150,7 +150,7 @@ class RemoteScheduler(SchedulerInterface, metaclass=_GeneratedMethods):
 
     # --- one call -------------------------------------------------------------
     def _call(self, path: str, data: dict[str, Any]) -> Any:
-        body = serializers.dumps(data, MSGPACK)
+        body = self._encode(data)
         attempts = self.retry_attempts if self.enable_requests_retry else 1
         for attempt in range(1, attempts + 1):
             try:
@@ -172,6 +172,19 @@ class RemoteScheduler(SchedulerInterface, metaclass=_GeneratedMethods):
                 )
                 time.sleep(wait)
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _encode(data: dict[str, Any]) -> bytes:
+        try:
+            return serializers.dumps(data, MSGPACK)
+        except (TypeError, ValueError) as e:
+            # Name the argument that cannot be sent (a naive datetime, say).
+            for name, value in data.items():
+                try:
+                    serializers.dumps(value, MSGPACK)
+                except (TypeError, ValueError) as arg_error:
+                    raise type(e)(f"{name}: {arg_error}") from e
+            raise
 
     def _post(self, path: str, body: bytes) -> Any:
         try:
