@@ -4,9 +4,8 @@
   gunicorn, on a database initialised with the reference's own schema);
 - the reference client against pgsched's server.
 
-Needs ``swh.scheduler`` installed (test extra) and a PostgreSQL server
-(``PGSCHED_TEST_DSN``: server and role; databases are created and dropped
-here).
+Needs ``swh.scheduler`` installed (test extra) and the test PostgreSQL
+server of tests/conftest.py; the two databases are created and dropped here.
 """
 
 from __future__ import annotations
@@ -34,11 +33,18 @@ UTC = datetime.UTC
 NOW = datetime.datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 
 
-def _admin_dsn() -> str:
-    dsn = os.environ.get("PGSCHED_TEST_DSN")
-    if not dsn:
-        pytest.skip("PGSCHED_TEST_DSN is not set (make test sets it)")
-    return dsn
+@pytest.fixture(scope="module")
+def admin_dsn(pgsched_server) -> str:
+    """The test server's maintenance database (conftest's server settings)."""
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(
+        host=pgsched_server.host,
+        port=pgsched_server.port,
+        user=pgsched_server.user,
+        password=pgsched_server.password,
+        dbname="postgres",
+    )
 
 
 def _free_port() -> int:
@@ -48,13 +54,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def swh_db():
+def swh_db(admin_dsn):
     """A fresh database initialised by the reference's own schema set-up."""
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
     from swh.core.db.db_utils import initialize_database_for_module
     from swh.scheduler.backend import SchedulerBackend
 
-    admin = _admin_dsn()
+    admin = admin_dsn
     name = f"pgsched_swh_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
@@ -271,13 +277,13 @@ def test_listers_origins_and_errors_through_reference_server(on_swh):
 
 
 @pytest.fixture(scope="module")
-def pgsched_db():
+def pgsched_db(admin_dsn):
     """A fresh pgsched database, migrated."""
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     from pgsched.migrate import migrate
 
-    admin = _admin_dsn()
+    admin = admin_dsn
     name = f"pgsched_rpc_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))

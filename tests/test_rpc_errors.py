@@ -1,4 +1,5 @@
-"""Error statuses with a real database behind the server.
+"""Error statuses with a real database behind the server (each test gets a
+fresh database: conftest's ``dsn``).
 
 - 400 with the error map for the scheduler's own errors and for bad input,
   and nothing written;
@@ -11,10 +12,8 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import os
 import socket
 import time
-import uuid
 
 import pytest
 import requests
@@ -37,38 +36,14 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def dsn():
-    """A fresh, migrated pgsched database for this module."""
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    from pgsched.migrate import migrate
-
-    admin = os.environ.get("PGSCHED_TEST_DSN")
-    if not admin:
-        pytest.skip("PGSCHED_TEST_DSN is not set (make test sets it)")
-    name = f"pgsched_rpcerr_{uuid.uuid4().hex[:10]}"
-    ident = psycopg.sql.Identifier(name)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(ident))
-    params = conninfo_to_dict(admin)
-    params["dbname"] = name
-    try:
-        migrate(make_conninfo(**params))
-        yield make_conninfo(**params)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def local(dsn):
     backend = get_scheduler("postgresql", db=dsn)
     yield backend
     backend.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def url(dsn):
     app = make_app({"db": dsn, "pool_max_size": 4})
     with background_server(app) as url:
@@ -83,7 +58,7 @@ def remote(url):
     client.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def task_type(local):
     task_type = TaskType(
         type="errors-git",
