@@ -46,11 +46,11 @@ COMMENT ON FUNCTION {{ schema }}.next_visit_queue_position(bigint, integer, byte
 'first byte of the url digest';
 
 CREATE FUNCTION {{ schema }}.record_visit_results(
-    urls text [],
-    visit_types text [],
-    statuses {{ schema }}.last_visit_status [],
-    visit_dates timestamptz [] DEFAULT NULL,
-    snapshots bytea [] DEFAULT NULL
+    urls text[],
+    visit_types text[],
+    statuses {{ schema }}.last_visit_status[],
+    visit_dates timestamptz[] DEFAULT NULL,
+    snapshots bytea[] DEFAULT NULL
 )
 RETURNS SETOF {{ schema }}.origin_visit_stats
 LANGUAGE plpgsql
@@ -240,7 +240,7 @@ END
 $$;
 
 COMMENT ON FUNCTION {{ schema }}.record_visit_results(
-    text [], text [], {{ schema }}.last_visit_status [], timestamptz [], bytea []
+    text[], text[], {{ schema }}.last_visit_status[], timestamptz[], bytea[]
 ) IS
 'Record visit results given as parallel arrays (url, visit_type, status, visit date default '
 'now, snapshot required when successful), oldest first per origin: last_visit, status, '
