@@ -13,7 +13,8 @@ pgsched_test_<pid>, dropped afterwards.  The pid keeps concurrent pytest runs on
 one server apart.
 
 Fixtures: pg_conn (a psycopg connection to the test database), dsn (its
-connection string) and scheduler (get_scheduler("postgresql", db=dsn)).
+connection string) and scheduler (get_scheduler("postgresql", db=dsn), and the
+same behind pgsched's RPC server and client: see the fixture).
 """
 
 from __future__ import annotations
@@ -128,11 +129,24 @@ def dsn(pg_conn, pgsched_server) -> str:
     )
 
 
-@pytest.fixture
-def scheduler(dsn):
-    """The in-process backend on this test's database."""
+@pytest.fixture(params=["local", "remote"])
+def scheduler(request, dsn):
+    """The backend on this test's database, once per path: "local" is the
+    in-process backend; "remote" is pgsched's RPC client talking to pgsched's
+    RPC server (a thread on a free loopback port) in front of that backend.
+    Every interface test thus runs twice, with the same assertions."""
     backend = pgsched.get_scheduler("postgresql", db=dsn)
     try:
-        yield backend
+        if request.param == "local":
+            yield backend
+            return
+        from pgsched.api.server import background_server, make_app
+
+        with background_server(make_app(scheduler=backend)) as url:
+            client = pgsched.get_scheduler("remote", url=url, timeout=60)
+            try:
+                yield client
+            finally:
+                client.close()
     finally:
         backend.close()
