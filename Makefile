@@ -48,15 +48,8 @@ stop:
 pg-status:
 	$(PG) status
 
-# TODO: switch to `pgsched db migrate` only once the CLI has landed; until then
-# use it when it answers, else the module.
 migrate: venv pg-start
-	@DSN="$$($(PG) dsn)"; \
-	if $(VENV)/bin/pgsched db migrate --help >/dev/null 2>&1; then \
-		$(VENV)/bin/pgsched db migrate --db "$$DSN"; \
-	else \
-		$(PY) -m pgsched.migrate "$$DSN"; \
-	fi
+	$(VENV)/bin/pgsched db migrate --db "$$($(PG) dsn)"
 
 lint: venv
 	$(VENV)/bin/ruff check $(PY_PATHS)

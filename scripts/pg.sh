@@ -32,7 +32,8 @@ die() { log "$*"; exit 1; }
 
 if [ "$(id -u)" -eq 0 ]; then
     RUNAS=postgres
-    as_pg() { runuser -u "$RUNAS" -- "$@"; }
+    # From /: the caller's folder may be one the server user cannot enter.
+    as_pg() { (cd / && runuser -u "$RUNAS" -- "$@"); }
 else
     RUNAS="$(id -un)"
     as_pg() { "$@"; }
