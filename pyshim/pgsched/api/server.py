@@ -31,6 +31,7 @@ import logging
 import os
 import threading
 import tomllib
+import traceback
 from typing import Any
 
 import psycopg
@@ -275,11 +276,26 @@ class SchedulerApp:
             logger.warning("%s: database unavailable: %s", where, exc)
         elif not isinstance(exc, NotFound):
             logger.info("%s: %s: %s", where, type(exc).__name__, exc)
+        error = serializers.encode_exception(exc)
+        if isinstance(exc, HTTPException | BadRequest):
+            # The request was at fault: the server's stack says nothing useful.
+            error["traceback"] = traceback.format_exception_only(type(exc), exc)
         try:
-            return self.encode(request, serializers.encode_exception(exc), status)
+            return self.encode(request, error, status)
         except Exception:
             logger.exception("%s: cannot encode the error response", where)
             return Response("internal error", 500, mimetype="text/plain")
+
+
+def _default_logging() -> None:
+    """Log pgsched's INFO lines to stderr when nothing configured logging (gunicorn)."""
+    package = logging.getLogger("pgsched")
+    if package.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    package.addHandler(handler)
+    package.setLevel(logging.INFO)
 
 
 def make_app(config: dict[str, Any] | str | os.PathLike | None = None, scheduler=None):
@@ -289,6 +305,7 @@ def make_app(config: dict[str, Any] | str | os.PathLike | None = None, scheduler
     ``PGSCHED_DB``).  ``scheduler`` serves an existing backend object instead of
     building one from ``config["db"]``.
     """
+    _default_logging()
     config = load_config(config)
     app = SchedulerApp(config, scheduler=scheduler)
     logger.info(
