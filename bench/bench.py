@@ -94,23 +94,9 @@ class Progress:
     def __init__(self, stream=sys.stderr, every: float = 5.0):
         self.stream = stream
         self.every = every
-        self.prefix = ""
 
     def say(self, msg: str) -> None:
-        print(f"{self.prefix}{msg}", file=self.stream, flush=True)
-
-    def loop(self, label: str, items: list, total: int, unit: str = "rows"):
-        """Yield (item, done_before) over items, reporting progress."""
-        start = last = time.perf_counter()
-        done = 0
-        for item in items:
-            yield item
-            done += len(item) if isinstance(item, list) else 1
-            now = time.perf_counter()
-            if now - last >= self.every:
-                last = now
-                rate = done / (now - start)
-                self.say(f"  {label}: {done:,}/{total:,} {unit} ({rate:,.0f}/s)")
+        print(msg, file=self.stream, flush=True)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -154,7 +140,7 @@ def build_workload(cfg: Config, progress: Progress) -> Workload:
     return Workload(now=now, listings=listings, stats_rows=stats, task_rows=tasks)
 
 
-# --- one backend ---------------------------------------------------------------
+# --- the backends, side by side ------------------------------------------------
 
 
 class Clock:
@@ -180,91 +166,179 @@ class Clock:
         return self.t
 
 
-def run_backend(be: Backend, work: Workload, cfg: Config, progress: Progress) -> dict[str, Any]:
-    sched = be.scheduler
-    model = be.model
-    m: dict[str, Any] = {}
-    explain: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
+@dataclass
+class Side:
+    """One backend under test and what the run has measured on it."""
+
+    be: Backend
+    lister_ids: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    explain: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)  # models and ids built ahead of timing
+
+    @property
+    def name(self) -> str:
+        return self.be.name
+
+    @property
+    def sched(self):
+        return self.be.scheduler
+
+
+def interleaved(sides, items, call, progress: Progress, label: str, unit: str = "rows") -> dict:
+    """Run call(side, item) for every item of items(side), the sides taking
+    turns item by item (in alternating order), so that both meet the same
+    load on a shared machine.  Seconds spent in each side's calls."""
+    spent = {side.name: 0.0 for side in sides}
+    lists = {side.name: items(side) for side in sides}
+    n = max(len(v) for v in lists.values())
+    total = sum(len(x) if isinstance(x, list) else 1 for x in next(iter(lists.values())))
+    done, start = 0, time.perf_counter()
+    last = start
+    for i in range(n):
+        for side in sides if i % 2 == 0 else sides[::-1]:
+            own = lists[side.name]
+            if i < len(own):
+                t0 = time.perf_counter()
+                call(side, own[i])
+                spent[side.name] += time.perf_counter() - t0
+        item = lists[sides[0].name][min(i, len(lists[sides[0].name]) - 1)]
+        done += len(item) if isinstance(item, list) else 1
+        now = time.perf_counter()
+        if now - last >= progress.every:
+            last = now
+            rates = ", ".join(f"{k} {done / v:,.0f}/s" for k, v in spent.items() if v)
+            progress.say(f"  {label}: {done:,}/{total:,} {unit} ({rates})")
+    return spent
+
+
+def report_rates(progress, label, count, spent, unit="rows") -> dict:
+    rates = {name: count / t for name, t in spent.items() if t}
+    progress.say(f"{label}: " + ", ".join(f"{k} {v:,.0f} {unit}/s" for k, v in rates.items()))
+    return rates
+
+
+def measure(sides: list[Side], work: Workload, cfg: Config, progress: Progress) -> None:
     clock = Clock(work.now)
 
-    listers = {
-        listing.lister: sched.get_or_create_lister(name=listing.lister, instance_name="bench")
-        for listing in work.listings
-    }
-    lister_ids = {name: lister.id for name, lister in listers.items()}
-
-    t, origins = timed(lambda: listed_origin_models(model, lister_ids, work.listings))
-    stats = visit_stats_models(model, work.stats_rows)
-    progress.say(f"models built ({len(origins):,} origins, {len(stats):,} stats) in {t:.1f}s")
-    origin_batches = list(batches(origins, cfg.batch))
+    for side in sides:
+        model = side.be.model
+        side.lister_ids = {
+            listing.lister: side.sched.get_or_create_lister(
+                name=listing.lister, instance_name="bench"
+            ).id
+            for listing in work.listings
+        }
+        t0 = time.perf_counter()
+        origins = listed_origin_models(model, side.lister_ids, work.listings)
+        side.data["origin_batches"] = list(batches(origins, cfg.batch))
+        stats = visit_stats_models(model, work.stats_rows)
+        side.data["stats_batches"] = list(batches(stats, cfg.batch))
+        progress.say(
+            f"[{side.name}] models built ({len(origins):,} origins, {len(stats):,} stats) "
+            f"in {time.perf_counter() - t0:.1f}s"
+        )
 
     # record_listed_origins: first load, then the same rows again
     for key, label in (("record_first", "first load"), ("record_again", "re-record")):
-        progress.say(f"record_listed_origins, {label}: {len(origins):,} rows")
-        t0 = time.perf_counter()
-        for batch in progress.loop(label, origin_batches, len(origins)):
-            sched.record_listed_origins(batch)
-        m[key] = len(origins) / (time.perf_counter() - t0)
-        progress.say(f"  {m[key]:,.0f} rows/s")
+        progress.say(f"record_listed_origins, {label}: {work.origins:,} rows per backend")
+        spent = interleaved(
+            sides,
+            lambda side: side.data["origin_batches"],
+            lambda side, batch: side.sched.record_listed_origins(batch),
+            progress,
+            label,
+        )
+        for name, rate in report_rates(progress, f"  {label}", work.origins, spent).items():
+            next(s for s in sides if s.name == name).metrics[key] = rate
         if key == "record_first":
-            m["copy_baseline"] = copy_baseline(be, work, lister_ids, progress)
-    progress.say(f"VACUUM ANALYZE ({be.maintenance():.1f}s, untimed)")
+            for side in sides:
+                side.metrics["copy_baseline"] = copy_baseline(side, work, progress)
+    vacuum(sides, progress)
 
     # origin_visit_stats_upsert: a fixed-seed 60% of the origins
-    progress.say(f"origin_visit_stats_upsert: {len(stats):,} rows")
-    t0 = time.perf_counter()
-    for batch in progress.loop("stats", list(batches(stats, cfg.batch)), len(stats)):
-        sched.origin_visit_stats_upsert(batch)
-    m["stats_upsert"] = len(stats) / (time.perf_counter() - t0)
-    progress.say(f"  {m['stats_upsert']:,.0f} rows/s")
-    del origins, origin_batches, stats
-    progress.say(f"VACUUM ANALYZE ({be.maintenance():.1f}s, untimed)")
+    progress.say(f"origin_visit_stats_upsert: {len(work.stats_rows):,} rows per backend")
+    spent = interleaved(
+        sides,
+        lambda side: side.data["stats_batches"],
+        lambda side, batch: side.sched.origin_visit_stats_upsert(batch),
+        progress,
+        "stats",
+    )
+    for name, rate in report_rates(progress, "  stats", len(work.stats_rows), spent).items():
+        next(s for s in sides if s.name == name).metrics["stats_upsert"] = rate
+    for side in sides:
+        side.data.clear()
+    vacuum(sides, progress)
 
-    # update_metrics
-    times = []
-    for _ in range(cfg.metrics_calls):
-        t, rows = timed(lambda: sched.update_metrics(timestamp=work.now))
-        times.append(t)
-    m["update_metrics"] = statistics.median(times)
-    extra["metrics_rows"] = len(rows)
-    progress.say(f"update_metrics: {m['update_metrics'] * 1000:,.0f} ms (median of {len(times)})")
+    # update_metrics, calls alternating
+    times: dict[str, list[float]] = {side.name: [] for side in sides}
+
+    def metrics_call(side, _):
+        t0 = time.perf_counter()
+        side.extra["metrics_rows"] = len(side.sched.update_metrics(timestamp=work.now))
+        times[side.name].append(time.perf_counter() - t0)
+
+    interleaved(
+        sides, lambda side: list(range(cfg.metrics_calls)), metrics_call, progress, "metrics"
+    )
+    for side in sides:
+        side.metrics["update_metrics"] = statistics.median(times[side.name])
+    progress.say(
+        "update_metrics: "
+        + ", ".join(f"{k} {statistics.median(v) * 1000:,.0f} ms" for k, v in times.items())
+    )
 
     # the lister finished its listing: first_visits_after_listing needs that
-    pypi = sched.get_lister(name="pypi", instance_name="bench")
-    sched.update_lister(attr.evolve(pypi, last_listing_finished_at=work.now))
+    for side in sides:
+        pypi = side.sched.get_lister(name="pypi", instance_name="bench")
+        side.sched.update_lister(attr.evolve(pypi, last_listing_finished_at=work.now))
 
-    # grab_next_visits per policy
-    extra["grab_rows"] = {}
+    # grab_next_visits per policy: the same timestamps on every backend
     for i, (visit_type, policy) in enumerate(GRAB_POLICIES):
         clock.window(i)
-        kwargs = grab_kwargs(visit_type, policy, lister_ids)
-        lat, rows = [], []
-        for _ in range(cfg.grab_calls):
-            ts = clock.next()
+        stamps = [clock.next() for _ in range(cfg.grab_calls + 1)]
+        lat: dict[str, list[float]] = {side.name: [] for side in sides}
+        rows: dict[str, list[int]] = {side.name: [] for side in sides}
+
+        def grab(side, ts, visit_type=visit_type, policy=policy, lat=lat, rows=rows):
+            kwargs = grab_kwargs(visit_type, policy, side.lister_ids)
             t0 = time.perf_counter()
-            got = sched.grab_next_visits(**kwargs, timestamp=ts)
-            lat.append(time.perf_counter() - t0)
-            rows.append(len(got))
-        m[f"grab.{policy}.p50"] = pct(lat, 50)
-        m[f"grab.{policy}.p95"] = pct(lat, 95)
-        extra["grab_rows"][policy] = statistics.mean(rows)
+            got = side.sched.grab_next_visits(**kwargs, timestamp=ts)
+            lat[side.name].append(time.perf_counter() - t0)
+            rows[side.name].append(len(got))
+
+        interleaved(sides, lambda side, stamps=stamps: stamps[:-1], grab, progress, policy, "calls")
+        for side in sides:
+            own = lat[side.name]
+            side.metrics[f"grab.{policy}.p50"] = pct(own, 50)
+            side.metrics[f"grab.{policy}.p95"] = pct(own, 95)
+            side.extra.setdefault("grab_rows", {})[policy] = statistics.mean(rows[side.name])
+            if cfg.explain:
+                kwargs = grab_kwargs(visit_type, policy, side.lister_ids)
+                side.explain[f"grab_next_visits.{policy}"] = side.be.explain(
+                    "grab_next_visits", {**kwargs, "timestamp": stamps[-1]}
+                )
         progress.say(
-            f"grab_next_visits {visit_type} {policy}: p50 {pct(lat, 50) * 1000:,.1f} ms, "
-            f"p95 {pct(lat, 95) * 1000:,.1f} ms, {statistics.mean(rows):,.0f} rows/call"
-        )
-        if cfg.explain:
-            ts = clock.next()
-            explain[f"grab_next_visits.{policy}"] = be.explain(
-                "grab_next_visits", {**kwargs, "timestamp": ts}
+            f"grab_next_visits {visit_type} {policy}: "
+            + "; ".join(
+                f"{k} p50 {pct(v, 50) * 1000:,.1f} ms p95 {pct(v, 95) * 1000:,.1f} ms "
+                f"({statistics.mean(rows[k]):,.0f} rows/call)"
+                for k, v in lat.items()
             )
+        )
 
-    backend_ids = run_tasks(be, work, cfg, progress, m, explain, extra)
+    run_tasks(sides, work, cfg, progress)
 
-    if be.has_bare_calls and cfg.shim_pairs and backend_ids:
-        extra["shim"] = shim_overhead(be, work, cfg, progress, clock, lister_ids, backend_ids, m)
+    for side in sides:
+        if side.be.has_bare_calls and cfg.shim_pairs and side.data.get("backend_ids"):
+            side.extra["shim"] = shim_overhead(side, work, cfg, progress, clock)
 
-    return {"metrics": m, "explain": explain, "extra": extra}
+
+def vacuum(sides: list[Side], progress: Progress) -> None:
+    took = [side.be.maintenance() for side in sides]
+    progress.say(f"VACUUM ANALYZE ({sum(took):.1f}s, untimed)")
 
 
 def grab_kwargs(visit_type: str, policy: str, lister_ids: dict) -> dict[str, Any]:
@@ -274,16 +348,17 @@ def grab_kwargs(visit_type: str, policy: str, lister_ids: dict) -> dict[str, Any
     return kwargs
 
 
-def copy_baseline(be: Backend, work: Workload, lister_ids: dict, progress: Progress) -> float:
+def copy_baseline(side: Side, work: Workload, progress: Progress) -> float:
     """rows/s of a bare COPY of the same rows into a table with the same
     indexes (and generated columns) as the backend's listed_origins."""
+    be = side.be
     with be.connect() as conn:
         conn.execute(be.copy_create)
         conn.commit()
         t0 = time.perf_counter()
         with conn.cursor() as cur, cur.copy(be.copy_into) as cp:
             for listing in work.listings:
-                lister_id = lister_ids[listing.lister]
+                lister_id = side.lister_ids[listing.lister]
                 for url, last_update in listing.rows:
                     cp.write_row(
                         (lister_id, url, listing.visit_type, "{}", last_update, True,
@@ -293,76 +368,109 @@ def copy_baseline(be: Backend, work: Workload, lister_ids: dict, progress: Progr
         rate = work.origins / (time.perf_counter() - t0)
         conn.execute(be.copy_drop)
         conn.commit()
-    progress.say(f"  bare COPY baseline: {rate:,.0f} rows/s")
+    progress.say(f"  [{side.name}] bare COPY baseline: {rate:,.0f} rows/s")
     return rate
 
 
-def run_tasks(be, work, cfg, progress, m, explain, extra) -> list[str]:
-    """create, grab, then runs: mass schedule, start, end; the runs' backend ids."""
-    sched, model = be.scheduler, be.model
-    sched.create_task_type(task_type_model(model))
-    tasks = task_models(model, work.task_rows)
-
-    progress.say(f"create_tasks: {len(tasks):,} tasks")
-    t0 = time.perf_counter()
-    task_batches = list(batches(tasks, cfg.batch))
-    for batch in progress.loop("create_tasks", task_batches, len(tasks), "tasks"):
-        sched.create_tasks(batch)
-    m["create_tasks"] = len(tasks) / (time.perf_counter() - t0)
-    progress.say(f"  {m['create_tasks']:,.0f} tasks/s")
-    progress.say(f"VACUUM ANALYZE ({be.maintenance():.1f}s, untimed)")
+def run_tasks(sides: list[Side], work: Workload, cfg: Config, progress: Progress) -> None:
+    """create, grab, then runs: mass schedule, start, end."""
+    for side in sides:
+        side.sched.create_task_type(task_type_model(side.be.model))
+        side.data["task_batches"] = list(
+            batches(task_models(side.be.model, work.task_rows), cfg.batch)
+        )
+    n_tasks = len(work.task_rows)
+    progress.say(f"create_tasks: {n_tasks:,} tasks per backend")
+    spent = interleaved(
+        sides,
+        lambda side: side.data["task_batches"],
+        lambda side, batch: side.sched.create_tasks(batch),
+        progress,
+        "create_tasks",
+        "tasks",
+    )
+    for name, rate in report_rates(progress, "  create_tasks", n_tasks, spent, "tasks").items():
+        next(s for s in sides if s.name == name).metrics["create_tasks"] = rate
+    vacuum(sides, progress)
 
     # grab 40% of the tasks, 1000 per call (the EXPLAIN takes 1000 more, the
     # shim overhead cases need some left)
-    want = len(tasks) * 2 // 5
-    grabbed: list = []
-    lat = []
-    t0 = time.perf_counter()
-    while len(grabbed) < want:
-        n = min(GRAB_COUNT, want - len(grabbed))
-        t1 = time.perf_counter()
-        got = sched.grab_ready_tasks(TASK_TYPE, timestamp=work.now, num_tasks=n)
-        if not got:
-            break
-        lat.append(time.perf_counter() - t1)
-        grabbed.extend(got)
-    m["grab_ready_tasks"] = len(grabbed) / (time.perf_counter() - t0)
-    m["grab_ready_tasks.p50"] = pct(lat, 50) if lat else float("nan")
+    want = n_tasks * 2 // 5
+    sizes = [min(GRAB_COUNT, want - k) for k in range(0, want, GRAB_COUNT)]
+    lat: dict[str, list[float]] = {side.name: [] for side in sides}
+
+    def grab(side, n):
+        t0 = time.perf_counter()
+        got = side.sched.grab_ready_tasks(TASK_TYPE, timestamp=work.now, num_tasks=n)
+        lat[side.name].append(time.perf_counter() - t0)
+        side.data.setdefault("grabbed", []).extend(got)
+
+    spent = interleaved(sides, lambda side: sizes, grab, progress, "grab_ready_tasks", "calls")
+    for side in sides:
+        grabbed = len(side.data.get("grabbed", []))
+        side.metrics["grab_ready_tasks"] = grabbed / spent[side.name]
+        side.metrics["grab_ready_tasks.p50"] = pct(lat[side.name], 50)
+        if cfg.explain:
+            side.explain["grab_ready_tasks"] = side.be.explain(
+                "grab_ready_tasks",
+                {"task_type": TASK_TYPE, "timestamp": work.now, "num_tasks": GRAB_COUNT},
+            )
     progress.say(
-        f"grab_ready_tasks: {len(grabbed):,} tasks, {m['grab_ready_tasks']:,.0f} tasks/s, "
-        f"p50 {m['grab_ready_tasks.p50'] * 1000:,.1f} ms per call of {GRAB_COUNT}"
-    )
-    if cfg.explain:
-        explain["grab_ready_tasks"] = be.explain(
-            "grab_ready_tasks",
-            {"task_type": TASK_TYPE, "timestamp": work.now, "num_tasks": GRAB_COUNT},
+        "grab_ready_tasks: "
+        + "; ".join(
+            f"{s.name} {s.metrics['grab_ready_tasks']:,.0f} tasks/s, "
+            f"p50 {s.metrics['grab_ready_tasks.p50'] * 1000:,.1f} ms per call"
+            for s in sides
         )
+    )
 
     # runs: mass schedule, then start and end one by one (as workers report)
-    runs = grabbed[: cfg.task_runs]
-    when = work.now
-    task_runs = [
-        model.TaskRun(task=task.id, backend_id=f"bench-{be.name}-{task.id}", scheduled=when)
-        for task in runs
-    ]
-    t0 = time.perf_counter()
-    for batch in batches(task_runs, cfg.batch):
-        sched.mass_schedule_task_runs(batch)
-    m["mass_schedule_task_runs"] = len(task_runs) / (time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    for run in progress.loop("start_task_run", task_runs, len(task_runs), "runs"):
-        sched.start_task_run(run.backend_id, metadata={"worker": "bench"}, timestamp=when)
-    m["start_task_run"] = len(task_runs) / (time.perf_counter() - t0)
-    ends = ("eventful", "uneventful", "failed")
-    t0 = time.perf_counter()
-    for i, run in enumerate(progress.loop("end_task_run", task_runs, len(task_runs), "runs")):
-        sched.end_task_run(run.backend_id, ends[i % 3], metadata={"done": True}, timestamp=when)
-    m["end_task_run"] = len(task_runs) / (time.perf_counter() - t0)
-    progress.say(
-        f"task runs: mass_schedule {m['mass_schedule_task_runs']:,.0f}/s, "
-        f"start {m['start_task_run']:,.0f}/s, end {m['end_task_run']:,.0f}/s"
+    for side in sides:
+        runs = side.data["grabbed"][: cfg.task_runs]
+        side.data["runs"] = [
+            side.be.model.TaskRun(
+                task=task.id, backend_id=f"bench-{side.name}-{task.id}", scheduled=work.now
+            )
+            for task in runs
+        ]
+        side.data["backend_ids"] = [run.backend_id for run in side.data["runs"]]
+    n_runs = min(len(side.data["runs"]) for side in sides)
+    spent = interleaved(
+        sides,
+        lambda side: list(batches(side.data["runs"], cfg.batch)),
+        lambda side, batch: side.sched.mass_schedule_task_runs(batch),
+        progress,
+        "mass_schedule_task_runs",
+        "runs",
     )
-    return [run.backend_id for run in task_runs]
+    rates = report_rates(progress, "  mass_schedule_task_runs", n_runs, spent, "runs")
+    for name, rate in rates.items():
+        next(s for s in sides if s.name == name).metrics["mass_schedule_task_runs"] = rate
+    spent = interleaved(
+        sides,
+        lambda side: side.data["runs"],
+        lambda side, run: side.sched.start_task_run(
+            run.backend_id, metadata={"worker": "bench"}, timestamp=work.now
+        ),
+        progress,
+        "start_task_run",
+        "runs",
+    )
+    for name, rate in report_rates(progress, "  start_task_run", n_runs, spent, "runs").items():
+        next(s for s in sides if s.name == name).metrics["start_task_run"] = rate
+    ends = ("eventful", "uneventful", "failed")
+    spent = interleaved(
+        sides,
+        lambda side: list(enumerate(side.data["runs"])),
+        lambda side, item: side.sched.end_task_run(
+            item[1].backend_id, ends[item[0] % 3], metadata={"done": True}, timestamp=work.now
+        ),
+        progress,
+        "end_task_run",
+        "runs",
+    )
+    for name, rate in report_rates(progress, "  end_task_run", n_runs, spent, "runs").items():
+        next(s for s in sides if s.name == name).metrics["end_task_run"] = rate
 
 
 class ShimCase:
@@ -375,7 +483,8 @@ class ShimCase:
         self.reset = reset  # (ids) -> None: undo a grab, untimed
 
 
-def shim_cases(be: Backend, work: Workload, clock: Clock, lister_ids: dict, backend_id: str):
+def shim_cases(side: Side, work: Workload, clock: Clock) -> dict[str, ShimCase]:
+    be, lister_ids, backend_id = side.be, side.lister_ids, side.data["backend_ids"][0]
     sched, model = be.scheduler, be.model
     pypi = work.listings[0]
     rows = [(lister_ids[pypi.lister], url, pypi.visit_type, lu) for url, lu in pypi.rows[:1000]]
@@ -417,14 +526,14 @@ def shim_cases(be: Backend, work: Workload, clock: Clock, lister_ids: dict, back
     }
 
 
-def shim_overhead(be, work, cfg, progress, clock, lister_ids, backend_ids, m) -> dict[str, Any]:
+def shim_overhead(side: Side, work: Workload, cfg: Config, progress, clock) -> dict[str, Any]:
     """The same call through the shim and as a bare SQL call over psycopg
     (autocommit, tuple rows), alternately; medians compared."""
     out = {}
-    sched = be.scheduler
+    be, sched, m = side.be, side.sched, side.metrics
     clock.window(len(GRAB_POLICIES))
     with be.connect(autocommit=True) as conn:
-        cases = shim_cases(be, work, clock, lister_ids, backend_ids[0])
+        cases = shim_cases(side, work, clock)
         for name, case in cases.items():
             shim_t, bare_t = [], []
             for _ in range(cfg.shim_pairs):
@@ -446,7 +555,8 @@ def shim_overhead(be, work, cfg, progress, clock, lister_ids, backend_ids, m) ->
             out[name] = {"shim_ms": shim * 1000, "bare_ms": bare * 1000}
             m[f"shim.{name}"] = (shim - bare) / bare * 100
             progress.say(
-                f"shim overhead {name}: shim {shim * 1000:.2f} ms, bare {bare * 1000:.2f} ms "
+                f"[{side.name}] shim overhead {name}: shim {shim * 1000:.2f} ms, "
+                f"bare {bare * 1000:.2f} ms "
                 f"({m[f'shim.{name}']:+.1f}%)"
             )
     return out
@@ -697,22 +807,26 @@ def run(cfg: Config, progress: Progress | None = None) -> dict[str, Any]:
         },
         "backends": {},
     }
-    for name in cfg.backends:
-        progress.prefix = ""
-        progress.say(f"== {name} ==")
-        progress.prefix = f"[{name}] "
-        t0 = time.perf_counter()
-        be = BACKENDS[name](cfg.server_dsn, f"bench_{name}_{cfg.tag}", cfg.explain_min_ms)
-        progress.say(f"fresh database {be.dbname} ready in {time.perf_counter() - t0:.1f}s")
-        try:
-            results["backends"][name] = run_backend(be, work, cfg, progress)
-        finally:
+    sides: list[Side] = []
+    try:
+        for name in cfg.backends:
+            t0 = time.perf_counter()
+            be = BACKENDS[name](cfg.server_dsn, f"bench_{name}_{cfg.tag}", cfg.explain_min_ms)
+            sides.append(Side(be))
+            progress.say(f"[{name}] fresh database {be.dbname} in {time.perf_counter() - t0:.1f}s")
+        measure(sides, work, cfg, progress)
+    finally:
+        for side in sides:
             if cfg.keep_db:
-                be.close()
+                side.be.close()
             else:
-                be.drop()
-        progress.say(f"done in {time.perf_counter() - t0:.0f}s")
-    progress.prefix = ""
+                side.be.drop()
+    for side in sides:
+        results["backends"][side.name] = {
+            "metrics": side.metrics,
+            "explain": side.explain,
+            "extra": side.extra,
+        }
     results["meta"]["duration_s"] = time.perf_counter() - t_start
     results["table"] = build_table(results)
     return results
