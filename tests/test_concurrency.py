@@ -13,11 +13,11 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from utils import args, at, task_type
 
 import pgsched
 from pgsched.exc import StaleData
 from pgsched.model import ListedOrigin, Task
+from utils import args, at, task_type
 
 CLAIMERS = 8
 N_TASKS = 20_000
@@ -100,7 +100,9 @@ def test_visits_claimed_once(dsn, policy):
                     lister_id=lister.id,
                     url=f"https://forge.example/{i}",
                     visit_type="git",
-                    last_update=last_update + datetime.timedelta(seconds=i) if last_update else None,
+                    last_update=last_update + datetime.timedelta(seconds=i)
+                    if last_update
+                    else None,
                 )
                 for i in range(start, start + 5000)
             ]
@@ -138,8 +140,11 @@ def test_already_visited_by_lag_claimed_once(dsn):
     s.origin_visit_stats_upsert(
         [
             OriginVisitStats(
-                url=f"u{i}", visit_type="git", last_snapshot=b"\x01" * 20,
-                last_successful=at(-100 - i), last_visit=at(-100 - i),
+                url=f"u{i}",
+                visit_type="git",
+                last_snapshot=b"\x01" * 20,
+                last_successful=at(-100 - i),
+                last_visit=at(-100 - i),
             )
             for i in range(n)
         ]

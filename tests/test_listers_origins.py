@@ -6,10 +6,10 @@ import datetime
 import uuid
 
 import pytest
-from utils import BAD_INPUT, at
 
 from pgsched.exc import StaleData
 from pgsched.model import LastVisitStatus, ListedOrigin, OriginVisitStats
+from utils import BAD_INPUT, at
 
 
 def test_get_or_create_lister(scheduler):
@@ -147,7 +147,9 @@ def test_get_listed_origins_filters(scheduler):
     assert len(urls(enabled=None)) == 3
     assert urls(enabled=False) == [(str(l1.id), "https://e/b")]
     assert urls(lister_id=l2.id) == [(str(l2.id), "https://e/a")]
-    assert sorted(urls(url="https://e/a")) == sorted([(str(l1.id), "https://e/a"), (str(l2.id), "https://e/a")])
+    assert sorted(urls(url="https://e/a")) == sorted(
+        [(str(l1.id), "https://e/a"), (str(l2.id), "https://e/a")]
+    )
     assert urls(urls=["https://e/b"], enabled=None) == [(str(l1.id), "https://e/b")]
     assert urls(urls=["https://e/zzz"]) == []
 
@@ -194,9 +196,9 @@ def test_visit_types_for_lister(scheduler):
         + [_origin(other, "https://e/x", visit_type="bzr")]
     )
     assert scheduler.get_visit_types_for_listed_origins(lister) == ["g", "h", "s"]
-    assert scheduler.get_visit_types_for_listed_origins(
-        scheduler.get_or_create_lister("empty")
-    ) == []
+    assert (
+        scheduler.get_visit_types_for_listed_origins(scheduler.get_or_create_lister("empty")) == []
+    )
 
 
 def test_visit_stats_upsert_and_get(scheduler):
@@ -212,7 +214,9 @@ def test_visit_stats_upsert_and_get(scheduler):
         successive_visits=2,
     )
     scheduler.origin_visit_stats_upsert([s1])
-    assert scheduler.origin_visit_stats_get([("https://e/a", "git"), ("https://e/z", "git")]) == [s1]
+    assert scheduler.origin_visit_stats_get([("https://e/a", "git"), ("https://e/z", "git")]) == [
+        s1
+    ]
     # None keeps, values replace
     scheduler.origin_visit_stats_upsert(
         [
@@ -269,8 +273,12 @@ def test_metrics(scheduler):
     snap = b"\x02" * 20
     scheduler.origin_visit_stats_upsert(
         [
-            OriginVisitStats(url="https://e/a", visit_type="git", last_successful=at(5), last_snapshot=snap),
-            OriginVisitStats(url="https://e/b", visit_type="git", last_successful=at(5), last_snapshot=snap),
+            OriginVisitStats(
+                url="https://e/a", visit_type="git", last_successful=at(5), last_snapshot=snap
+            ),
+            OriginVisitStats(
+                url="https://e/b", visit_type="git", last_successful=at(5), last_snapshot=snap
+            ),
         ]
     )
     metrics = scheduler.update_metrics(timestamp=at(20))
@@ -281,7 +289,11 @@ def test_metrics(scheduler):
     assert m.last_update == at(20)
     assert by_key[(l1.id, "svn")].origins_known == 1
     m2 = by_key[(l2.id, "git")]
-    assert (m2.origins_known, m2.origins_never_visited, m2.origins_with_pending_changes) == (1, 0, 0)
+    assert (m2.origins_known, m2.origins_never_visited, m2.origins_with_pending_changes) == (
+        1,
+        0,
+        0,
+    )
     assert len(metrics) == 3
     assert sorted(scheduler.get_metrics(), key=str) == sorted(metrics, key=str)
     assert scheduler.get_metrics(lister_id=l2.id) == [m2]

@@ -40,15 +40,35 @@ def test_interface_methods_have_functions(db):
         )
     }
     for fn in (
-        "create_task_type", "get_task_types", "create_tasks", "set_status_tasks", "search_tasks",
-        "get_tasks", "peek_ready_tasks", "grab_ready_tasks", "peek_ready_priority_tasks",
-        "grab_ready_priority_tasks", "schedule_task_runs", "start_task_run", "end_task_run",
-        "get_task_runs", "filter_task_to_archive", "delete_archived_tasks", "get_listers",
-        "get_or_create_lister", "update_lister", "get_visit_types_for_listed_origins",
-        "record_listed_origins", "get_listed_origins", "grab_next_visits",
-        "origin_visit_stats_upsert", "origin_visit_stats_get",
-        "visit_scheduler_queue_position_get", "visit_scheduler_queue_position_set",
-        "update_metrics", "get_metrics",
+        "create_task_type",
+        "get_task_types",
+        "create_tasks",
+        "set_status_tasks",
+        "search_tasks",
+        "get_tasks",
+        "peek_ready_tasks",
+        "grab_ready_tasks",
+        "peek_ready_priority_tasks",
+        "grab_ready_priority_tasks",
+        "schedule_task_runs",
+        "start_task_run",
+        "end_task_run",
+        "get_task_runs",
+        "filter_task_to_archive",
+        "delete_archived_tasks",
+        "get_listers",
+        "get_or_create_lister",
+        "update_lister",
+        "get_visit_types_for_listed_origins",
+        "record_listed_origins",
+        "get_listed_origins",
+        "grab_next_visits",
+        "origin_visit_stats_upsert",
+        "origin_visit_stats_get",
+        "visit_scheduler_queue_position_get",
+        "visit_scheduler_queue_position_set",
+        "update_metrics",
+        "get_metrics",
     ):
         assert fn in names
 
@@ -80,7 +100,10 @@ def test_dba_session(db):
             ts => '2026-01-01 00:00+00')
         """
     ).fetchall()
-    assert [r["url"] for r in chosen] == ["https://pypi.org/project/b/", "https://pypi.org/project/a/"]
+    assert [r["url"] for r in chosen] == [
+        "https://pypi.org/project/b/",
+        "https://pypi.org/project/a/",
+    ]
     stats = db.execute(
         "SELECT url, last_scheduled FROM scheduler.origin_visit_stats ORDER BY url"
     ).fetchall()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from utils import BAD_INPUT, args, at, task_type
 
 from pgsched.model import Task, TaskRun
+from utils import BAD_INPUT, args, at, task_type
 
 DAY = datetime.timedelta(days=1)
 
@@ -31,7 +31,12 @@ def _run(scheduler, task, status, backend_id="job-1", end=None):
 def test_schedule_start_end_metadata(scheduler):
     t = _task(scheduler)
     run = scheduler.schedule_task_run(t.id, "job-1", metadata={"a": 1, "b": 1}, timestamp=at(1))
-    assert (run.task, run.backend_id, run.status, run.scheduled) == (t.id, "job-1", "scheduled", at(1))
+    assert (run.task, run.backend_id, run.status, run.scheduled) == (
+        t.id,
+        "job-1",
+        "scheduled",
+        at(1),
+    )
     assert run.metadata == {"a": 1, "b": 1}
     started = scheduler.start_task_run("job-1", metadata={"b": 2, "c": 3}, timestamp=at(2))
     assert started.id == run.id
@@ -79,7 +84,9 @@ def test_mass_schedule_task_runs(scheduler):
 
 def test_metadata_nul_characters_removed(scheduler):
     t = _task(scheduler)
-    run = scheduler.schedule_task_run(t.id, "job-nul", metadata={"log": "a\x00b", "k\x00": ["\x00"]})
+    run = scheduler.schedule_task_run(
+        t.id, "job-nul", metadata={"log": "a\x00b", "k\x00": ["\x00"]}
+    )
     assert run.metadata == {"log": "ab", "k": [""]}
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from utils import BAD_INPUT, args, at, task_type
 
 from pgsched.model import Task
+from utils import BAD_INPUT, args, at, task_type
 
 
 def test_create_task_type_is_idempotent(scheduler):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from utils import BAD_INPUT, at
 
 from pgsched.exc import UnknownPolicy
 from pgsched.model import LastVisitStatus, ListedOrigin, OriginVisitStats
+from utils import BAD_INPUT, at
 
 H = datetime.timedelta(hours=1)
 D = datetime.timedelta(days=1)
@@ -100,7 +100,9 @@ def test_already_visited_order_by_lag(scheduler):
 
 def test_origins_without_last_update_and_queue_position(scheduler):
     lister = scheduler.get_or_create_lister("l")
-    _record(scheduler, lister, [("p1", {}), ("p2", {}), ("fresh", {}), ("dated", {"last_update": at()})])
+    _record(
+        scheduler, lister, [("p1", {}), ("p2", {}), ("fresh", {}), ("dated", {"last_update": at()})]
+    )
     _stats(scheduler, "p1", next_visit_queue_position=50)
     _stats(scheduler, "p2", next_visit_queue_position=20)
     scheduler.visit_scheduler_queue_position_set("git", 30)
@@ -122,7 +124,11 @@ def test_first_visits_after_listing(scheduler):
     _stats(scheduler, "recent", last_scheduled=at(-1))
     lister = scheduler.update_lister(lister.evolve(last_listing_finished_at=at(-24)))
     got = scheduler.grab_next_visits(
-        "git", 10, "first_visits_after_listing", lister_uuid=str(lister.id), timestamp=at(),
+        "git",
+        10,
+        "first_visits_after_listing",
+        lister_uuid=str(lister.id),
+        timestamp=at(),
         scheduled_cooldown=None,
     )
     assert _urls(got) == ["new", "old"]
@@ -130,8 +136,13 @@ def test_first_visits_after_listing(scheduler):
         scheduler.grab_next_visits("git", 10, "first_visits_after_listing", timestamp=at())
     assert "lister" in str(e.value)
     got = scheduler.grab_next_visits(
-        "git", 10, "first_visits_after_listing", lister_name="other", lister_instance_name="",
-        timestamp=at(), **NO_COOLDOWNS,
+        "git",
+        10,
+        "first_visits_after_listing",
+        lister_name="other",
+        lister_instance_name="",
+        timestamp=at(),
+        **NO_COOLDOWNS,
     )
     assert _urls(got) == ["elsewhere"]
 
@@ -141,10 +152,16 @@ def test_lister_restriction(scheduler):
     l2 = scheduler.get_or_create_lister("gitlab", "two")
     _record(scheduler, l1, [("a", {})])
     _record(scheduler, l2, [("b", {})])
-    got = scheduler.grab_next_visits("git", 10, "oldest_scheduled_first", lister_uuid=l2.id, timestamp=at())
+    got = scheduler.grab_next_visits(
+        "git", 10, "oldest_scheduled_first", lister_uuid=l2.id, timestamp=at()
+    )
     assert _urls(got) == ["b"]
     got = scheduler.grab_next_visits(
-        "git", 10, "oldest_scheduled_first", lister_name="gitlab", lister_instance_name="one",
+        "git",
+        10,
+        "oldest_scheduled_first",
+        lister_name="gitlab",
+        lister_instance_name="one",
         timestamp=at(),
     )
     assert _urls(got) == ["a"]
@@ -156,8 +173,12 @@ def test_lister_restriction(scheduler):
 def test_enabled_flag(scheduler):
     lister = scheduler.get_or_create_lister("l")
     _record(scheduler, lister, [("on", {}), ("off", {"enabled": False})])
-    assert _urls(scheduler.grab_next_visits("git", 10, "oldest_scheduled_first", timestamp=at())) == ["on"]
-    got = scheduler.grab_next_visits("git", 10, "oldest_scheduled_first", enabled=False, timestamp=at())
+    assert _urls(
+        scheduler.grab_next_visits("git", 10, "oldest_scheduled_first", timestamp=at())
+    ) == ["on"]
+    got = scheduler.grab_next_visits(
+        "git", 10, "oldest_scheduled_first", enabled=False, timestamp=at()
+    )
     assert _urls(got) == ["off"]
 
 
@@ -188,12 +209,27 @@ def test_scheduled_cooldown(scheduler):
 def test_failed_and_not_found_cooldowns(scheduler, status, cooldown_days):
     lister = scheduler.get_or_create_lister("l")
     _record(scheduler, lister, [("recent", {}), ("old", {}), ("ok", {})])
-    _stats(scheduler, "recent", last_visit=at(days=-(cooldown_days - 1)), last_visit_status=status,
-           last_scheduled=at(days=-(cooldown_days)))
-    _stats(scheduler, "old", last_visit=at(days=-(cooldown_days + 1)), last_visit_status=status,
-           last_scheduled=at(days=-(cooldown_days + 2)))
-    _stats(scheduler, "ok", last_visit=at(days=-1), last_visit_status=LastVisitStatus.successful,
-           last_scheduled=at(days=-2))
+    _stats(
+        scheduler,
+        "recent",
+        last_visit=at(days=-(cooldown_days - 1)),
+        last_visit_status=status,
+        last_scheduled=at(days=-(cooldown_days)),
+    )
+    _stats(
+        scheduler,
+        "old",
+        last_visit=at(days=-(cooldown_days + 1)),
+        last_visit_status=status,
+        last_scheduled=at(days=-(cooldown_days + 2)),
+    )
+    _stats(
+        scheduler,
+        "ok",
+        last_visit=at(days=-1),
+        last_visit_status=LastVisitStatus.successful,
+        last_scheduled=at(days=-2),
+    )
     got = scheduler.grab_next_visits("git", 10, "oldest_scheduled_first", timestamp=at())
     assert _urls(got) == ["old", "ok"]
     # with that cooldown off, the recent failure comes back too
@@ -207,7 +243,9 @@ def test_failed_and_not_found_cooldowns(scheduler, status, cooldown_days):
 def test_tablesample(scheduler):
     lister = scheduler.get_or_create_lister("l")
     _record(scheduler, lister, [(f"u{i:04d}", {}) for i in range(2000)])
-    full = scheduler.grab_next_visits("git", 5000, "oldest_scheduled_first", tablesample=100, timestamp=at())
+    full = scheduler.grab_next_visits(
+        "git", 5000, "oldest_scheduled_first", tablesample=100, timestamp=at()
+    )
     assert len(full) == 2000
     part = scheduler.grab_next_visits(
         "git", 5000, "oldest_scheduled_first", tablesample=20, timestamp=at(days=30)
@@ -239,6 +277,8 @@ def test_unknown_policy_and_bad_arguments(scheduler):
         scheduler.grab_next_visits("git", -1, "oldest_scheduled_first")
     assert "count" in str(e.value)
     with pytest.raises(BAD_INPUT) as e:
-        scheduler.grab_next_visits("git", 1, "oldest_scheduled_first", timestamp=datetime.datetime(2026, 1, 1))
+        scheduler.grab_next_visits(
+            "git", 1, "oldest_scheduled_first", timestamp=datetime.datetime(2026, 1, 1)
+        )
     assert "timestamp" in str(e.value)
     assert scheduler.origin_visit_stats_get([("a", "git")]) == []

@@ -467,7 +467,10 @@ class PostgresScheduler(SchedulerInterface):
         params = {
             "types": [t.type for t in tasks],
             "arguments": [
-                _jsonb("tasks.arguments", {"args": list(t.arguments.args), "kwargs": t.arguments.kwargs})
+                _jsonb(
+                    "tasks.arguments",
+                    {"args": list(t.arguments.args), "kwargs": t.arguments.kwargs},
+                )
                 for t in tasks
             ],
             "next_runs": [_datetime("tasks.next_run", t.next_run, False) for t in tasks],
@@ -857,7 +860,10 @@ class PostgresScheduler(SchedulerInterface):
             if not isinstance(pair, list | tuple) or len(pair) != 2:
                 raise ValueError(f"ids[{i}]: must be a (url, visit_type) pair")
             pairs.append(
-                (_text(f"ids[{i}].url", pair[0], False), _text(f"ids[{i}].visit_type", pair[1], False))
+                (
+                    _text(f"ids[{i}].url", pair[0], False),
+                    _text(f"ids[{i}].visit_type", pair[1], False),
+                )
             )
         if not pairs:
             return []

@@ -20,7 +20,7 @@ COMMENT ON FUNCTION {{ schema }}.raise_invalid(text, text) IS
 -- Validation of a row count argument (count, limit, num_tasks): null allowed
 -- where the caller says so, never negative, never above the hard ceiling.
 CREATE FUNCTION {{ schema }}.check_count(
-    argument text, value bigint, allow_null boolean DEFAULT true, allow_zero boolean DEFAULT true
+    argument text, value bigint, allow_null boolean DEFAULT TRUE, allow_zero boolean DEFAULT TRUE
 )
 RETURNS void
 LANGUAGE plpgsql
@@ -48,7 +48,7 @@ COMMENT ON FUNCTION {{ schema }}.check_count(text, bigint, boolean, boolean) IS
 
 -- Batch functions take one array per column: they must agree in length.
 -- A null length (an optional column left out) is not compared.
-CREATE FUNCTION {{ schema }}.check_lengths(argument text, lengths integer [])
+CREATE FUNCTION {{ schema }}.check_lengths(argument text, lengths integer[])
 RETURNS void
 LANGUAGE plpgsql
 IMMUTABLE
@@ -61,7 +61,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION {{ schema }}.check_lengths(text, integer []) IS
+COMMENT ON FUNCTION {{ schema }}.check_lengths(text, integer[]) IS
 'Raise 22023 naming the argument unless the non-null lengths are all equal';
 
 -- The four cooldowns of grab_next_visits, as one predicate on an origin's

@@ -60,7 +60,7 @@ COMMENT ON FUNCTION {{ schema }}.create_task_type(
 ) IS
 'Store a task type; an existing type of that name is left unchanged';
 
-CREATE FUNCTION {{ schema }}.get_task_types(names text [] DEFAULT NULL)
+CREATE FUNCTION {{ schema }}.get_task_types(names text[] DEFAULT NULL)
 RETURNS SETOF {{ schema }}.task_type
 LANGUAGE sql
 STABLE
@@ -71,5 +71,5 @@ BEGIN ATOMIC
     ORDER BY tt.type;
 END;
 
-COMMENT ON FUNCTION {{ schema }}.get_task_types(text []) IS
+COMMENT ON FUNCTION {{ schema }}.get_task_types(text[]) IS
 'Task types by name (all of them when names is null), ordered by name';

@@ -24,13 +24,13 @@ COMMENT ON FUNCTION {{ schema }}.check_task_type(text, text) IS
 -- serialized by a lock on the task type row, so they cannot both insert
 -- the same task.
 CREATE FUNCTION {{ schema }}.create_tasks(
-    types text [],
-    arguments jsonb [],
-    next_runs timestamptz [],
-    policies {{ schema }}.task_policy [] DEFAULT NULL,
-    statuses {{ schema }}.task_status [] DEFAULT NULL,
-    priorities {{ schema }}.task_priority [] DEFAULT NULL,
-    retries_left bigint [] DEFAULT NULL,
+    types text[],
+    arguments jsonb[],
+    next_runs timestamptz[],
+    policies {{ schema }}.task_policy[] DEFAULT NULL,
+    statuses {{ schema }}.task_status[] DEFAULT NULL,
+    priorities {{ schema }}.task_priority[] DEFAULT NULL,
+    retries_left bigint[] DEFAULT NULL,
     default_policy {{ schema }}.task_policy DEFAULT 'recurring'
 )
 RETURNS SETOF {{ schema }}.task
@@ -171,20 +171,20 @@ END
 $$;
 
 COMMENT ON FUNCTION {{ schema }}.create_tasks(
-    text [],
-    jsonb [],
-    timestamptz [],
-    {{ schema }}.task_policy [],
-    {{ schema }}.task_status [],
-    {{ schema }}.task_priority [],
-    bigint [],
+    text[],
+    jsonb[],
+    timestamptz[],
+    {{ schema }}.task_policy[],
+    {{ schema }}.task_status[],
+    {{ schema }}.task_priority[],
+    bigint[],
     {{ schema }}.task_policy
 ) IS
 'Insert tasks given as parallel arrays; returns, once each and in input order, the stored '
 'task matching each input (existing twins are returned, not duplicated)';
 
 CREATE FUNCTION {{ schema }}.set_status_tasks(
-    task_ids bigint [],
+    task_ids bigint[],
     status {{ schema }}.task_status DEFAULT 'disabled',
     next_run timestamptz DEFAULT NULL
 )
@@ -206,11 +206,11 @@ END
 $$;
 
 COMMENT ON FUNCTION {{ schema }}.set_status_tasks(
-    bigint [], {{ schema }}.task_status, timestamptz
+    bigint[], {{ schema }}.task_status, timestamptz
 ) IS
 'Set the status (and next_run, when given) of the listed tasks; returns the changed tasks';
 
-CREATE FUNCTION {{ schema }}.get_tasks(task_ids bigint [])
+CREATE FUNCTION {{ schema }}.get_tasks(task_ids bigint[])
 RETURNS SETOF {{ schema }}.task
 LANGUAGE sql
 STABLE
@@ -221,15 +221,15 @@ BEGIN ATOMIC
     ORDER BY t.id;
 END;
 
-COMMENT ON FUNCTION {{ schema }}.get_tasks(bigint []) IS
+COMMENT ON FUNCTION {{ schema }}.get_tasks(bigint[]) IS
 'The tasks of those ids, by id; unknown ids are skipped';
 
 CREATE FUNCTION {{ schema }}.search_tasks(
-    task_ids bigint [] DEFAULT NULL,
-    task_types text [] DEFAULT NULL,
-    statuses {{ schema }}.task_status [] DEFAULT NULL,
-    priorities {{ schema }}.task_priority [] DEFAULT NULL,
-    policies {{ schema }}.task_policy [] DEFAULT NULL,
+    task_ids bigint[] DEFAULT NULL,
+    task_types text[] DEFAULT NULL,
+    statuses {{ schema }}.task_status[] DEFAULT NULL,
+    priorities {{ schema }}.task_priority[] DEFAULT NULL,
+    policies {{ schema }}.task_policy[] DEFAULT NULL,
     before timestamptz DEFAULT NULL,
     after timestamptz DEFAULT NULL,
     max_rows bigint DEFAULT NULL
@@ -258,11 +258,11 @@ END
 $$;
 
 COMMENT ON FUNCTION {{ schema }}.search_tasks(
-    bigint [],
-    text [],
-    {{ schema }}.task_status [],
-    {{ schema }}.task_priority [],
-    {{ schema }}.task_policy [],
+    bigint[],
+    text[],
+    {{ schema }}.task_status[],
+    {{ schema }}.task_priority[],
+    {{ schema }}.task_policy[],
     timestamptz,
     timestamptz,
     bigint
@@ -271,7 +271,8 @@ COMMENT ON FUNCTION {{ schema }}.search_tasks(
 
 {% for claim in [false, true] %}
 {% for with_priority in [false, true] %}
-{% set name = ('grab' if claim else 'peek') ~ '_ready_' ~ ('priority_' if with_priority else '') ~ 'tasks' %}
+{% set name = ('grab' if claim else 'peek') ~ '_ready_'
+    ~ ('priority_' if with_priority else '') ~ 'tasks' %}
 {% set order = ('c.priority, ' if with_priority else '') ~ 'c.next_run, c.id' %}
 CREATE FUNCTION {{ schema }}.{{ name }}(
     task_type text, ts timestamptz DEFAULT NULL, num_tasks bigint DEFAULT NULL
@@ -310,13 +311,17 @@ END
 $$;
 
 COMMENT ON FUNCTION {{ schema }}.{{ name }}(text, timestamptz, bigint) IS
-'{{ "Claim" if claim else "Read" }} up to num_tasks ready tasks of a type '
-'{{ "with" if with_priority else "without" }} priority (due at ts, default now), '
-'{{ "highest priority, then " if with_priority }}oldest next_run first'
-{%- if claim %}
-'; they become next_run_scheduled. Concurrent callers never get the same task (SKIP LOCKED)'
-{%- else %}
-'; changes nothing'
-{%- endif %};
+{% if with_priority %}
+'Ready tasks of a type that have a priority (due at ts, default now), highest priority '
+'then oldest next_run first, at most num_tasks: '
+{% else %}
+'Ready tasks of a type without priority (due at ts, default now), oldest next_run first, '
+'at most num_tasks: '
+{% endif %}
+{% if claim %}
+'claimed (they become next_run_scheduled; concurrent callers never get the same task)';
+{% else %}
+'read only';
+{% endif %}
 {% endfor %}
 {% endfor %}

@@ -1,10 +1,10 @@
 -- Task runs: scheduling, start, end (which reschedules the task), archive.
 
 CREATE FUNCTION {{ schema }}.schedule_task_runs(
-    task_ids bigint [],
-    backend_ids text [],
-    scheduled timestamptz [] DEFAULT NULL,
-    metadata jsonb [] DEFAULT NULL
+    task_ids bigint[],
+    backend_ids text[],
+    scheduled timestamptz[] DEFAULT NULL,
+    metadata jsonb[] DEFAULT NULL
 )
 RETURNS SETOF {{ schema }}.task_run
 LANGUAGE plpgsql
@@ -42,7 +42,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION {{ schema }}.schedule_task_runs(bigint [], text [], timestamptz [], jsonb []) IS
+COMMENT ON FUNCTION {{ schema }}.schedule_task_runs(bigint[], text[], timestamptz[], jsonb[]) IS
 'Record new runs (status scheduled, scheduled default now, metadata default {}) of tasks';
 
 -- Finds the run of a backend id: the newest one, if a backend reused an id.
@@ -200,7 +200,7 @@ WHEN (
 )
 EXECUTE FUNCTION {{ schema }}.task_run_ended();
 
-CREATE FUNCTION {{ schema }}.get_task_runs(task_ids bigint [], max_rows bigint DEFAULT NULL)
+CREATE FUNCTION {{ schema }}.get_task_runs(task_ids bigint[], max_rows bigint DEFAULT NULL)
 RETURNS SETOF {{ schema }}.task_run
 LANGUAGE plpgsql
 STABLE
@@ -216,7 +216,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION {{ schema }}.get_task_runs(bigint [], bigint) IS
+COMMENT ON FUNCTION {{ schema }}.get_task_runs(bigint[], bigint) IS
 'Runs of those tasks, by task then run id, at most max_rows';
 
 -- Archive listing, keyset-paged on (task id, started, run id); runs never
@@ -324,7 +324,7 @@ COMMENT ON FUNCTION {{ schema }}.filter_task_to_archive(
 '[after_ts, before_ts), or never started and scheduled in it; one page of max_rows, by task '
 'id then started. Pass the last row''s row_token as page_token while has_more is true';
 
-CREATE FUNCTION {{ schema }}.delete_archived_tasks(task_ids bigint [], task_run_ids bigint [])
+CREATE FUNCTION {{ schema }}.delete_archived_tasks(task_ids bigint[], task_run_ids bigint[])
 RETURNS TABLE (deleted_runs bigint, deleted_tasks bigint)
 LANGUAGE plpgsql
 AS $$
@@ -348,5 +348,5 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION {{ schema }}.delete_archived_tasks(bigint [], bigint []) IS
+COMMENT ON FUNCTION {{ schema }}.delete_archived_tasks(bigint[], bigint[]) IS
 'Delete exactly the given (task, run) pairs, then those listed tasks left with no run';

@@ -34,8 +34,8 @@ COMMENT ON FUNCTION {{ schema }}.get_or_create_lister(text, text, text) IS
 'The lister of that name and instance (null instance means ''''), created when absent';
 
 CREATE FUNCTION {{ schema }}.get_listers(
-    with_first_visits_to_schedule boolean DEFAULT false,
-    ids uuid [] DEFAULT NULL,
+    with_first_visits_to_schedule boolean DEFAULT FALSE,
+    ids uuid[] DEFAULT NULL,
     lister_name text DEFAULT NULL,
     instance_name text DEFAULT NULL
 )
@@ -63,7 +63,7 @@ BEGIN ATOMIC
     ORDER BY l.name, l.instance_name;
 END;
 
-COMMENT ON FUNCTION {{ schema }}.get_listers(boolean, uuid [], text, text) IS
+COMMENT ON FUNCTION {{ schema }}.get_listers(boolean, uuid[], text, text) IS
 'Listers matching every non-null filter; with_first_visits_to_schedule keeps those that '
 'finished a listing, have a first_visits_queue_prefix and no first_visits_scheduled_at';
 
@@ -137,7 +137,8 @@ BEGIN ATOMIC
         WHERE vt.visit_type IS NOT NULL
     )
 
-    SELECT vt.visit_type FROM vt WHERE vt.visit_type IS NOT NULL;
+    SELECT vt.visit_type FROM vt
+    WHERE vt.visit_type IS NOT NULL;
 END;
 
 COMMENT ON FUNCTION {{ schema }}.get_visit_types_for_listed_origins(uuid) IS

@@ -25,7 +25,7 @@ COMMENT ON FUNCTION {{ schema }}.check_url(text, text) IS
 
 -- The (url, visit_type) keys of a batch: urls as check_url wants them,
 -- visit types non-empty.
-CREATE FUNCTION {{ schema }}.check_origin_keys(argument text, urls text [], visit_types text [])
+CREATE FUNCTION {{ schema }}.check_origin_keys(argument text, urls text[], visit_types text[])
 RETURNS void
 LANGUAGE plpgsql
 IMMUTABLE
@@ -40,19 +40,19 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION {{ schema }}.check_origin_keys(text, text [], text []) IS
+COMMENT ON FUNCTION {{ schema }}.check_origin_keys(text, text[], text[]) IS
 'Raise 22023 naming the argument unless every url passes check_url and every visit type '
 'is a non-empty string';
 
 CREATE FUNCTION {{ schema }}.record_listed_origins(
-    lister_ids uuid [],
-    urls text [],
-    visit_types text [],
-    extra_loader_arguments jsonb [] DEFAULT NULL,
-    last_updates timestamptz [] DEFAULT NULL,
-    is_forks boolean [] DEFAULT NULL,
-    forked_from_urls text [] DEFAULT NULL,
-    enabled boolean [] DEFAULT NULL
+    lister_ids uuid[],
+    urls text[],
+    visit_types text[],
+    extra_loader_arguments jsonb[] DEFAULT NULL,
+    last_updates timestamptz[] DEFAULT NULL,
+    is_forks boolean[] DEFAULT NULL,
+    forked_from_urls text[] DEFAULT NULL,
+    enabled boolean[] DEFAULT NULL
 )
 RETURNS SETOF {{ schema }}.listed_origins
 LANGUAGE plpgsql
@@ -135,7 +135,7 @@ END
 $$;
 
 COMMENT ON FUNCTION {{ schema }}.record_listed_origins(
-    uuid [], text [], text [], jsonb [], timestamptz [], boolean [], text [], boolean []
+    uuid[], text[], text[], jsonb[], timestamptz[], boolean[], text[], boolean[]
 ) IS
 'Upsert listed origins given as parallel arrays, keyed on (lister_id, url, visit_type): '
 'first_seen kept, last_seen now, the other fields replaced; duplicates in the batch collapse '
@@ -143,8 +143,8 @@ COMMENT ON FUNCTION {{ schema }}.record_listed_origins(
 
 CREATE FUNCTION {{ schema }}.get_listed_origins(
     lister_id uuid DEFAULT NULL,
-    urls text [] DEFAULT NULL,
-    enabled boolean DEFAULT true,
+    urls text[] DEFAULT NULL,
+    enabled boolean DEFAULT TRUE,
     max_rows bigint DEFAULT 1000,
     after_lister_id uuid DEFAULT NULL,
     after_url text DEFAULT NULL,
@@ -167,23 +167,35 @@ LANGUAGE sql
 STABLE
 BEGIN ATOMIC
     SELECT
-        p.lister_id, p.url, p.visit_type, p.extra_loader_arguments, p.last_update,
-        p.is_fork, p.forked_from_url, p.enabled, p.first_seen, p.last_seen, p.has_more
+        p.lister_id,
+        p.url,
+        p.visit_type,
+        p.extra_loader_arguments,
+        p.last_update,
+        p.is_fork,
+        p.forked_from_url,
+        p.enabled,
+        p.first_seen,
+        p.last_seen,
+        p.has_more
     FROM (
         SELECT
             q.*,
-            lead(true, 1, false) OVER (
+            lead(TRUE, 1, FALSE) OVER (
                 ORDER BY q.lister_id, left(q.url, 500), q.url, q.visit_type
             ) AS has_more
         FROM (
             SELECT lo.*
             FROM {{ schema }}.listed_origins AS lo
             WHERE
-                (get_listed_origins.lister_id IS NULL OR lo.lister_id = get_listed_origins.lister_id)
+                (
+                    get_listed_origins.lister_id IS NULL
+                    OR lo.lister_id = get_listed_origins.lister_id
+                )
                 AND (
                     get_listed_origins.urls IS NULL
-                    OR lo.url_digest = ANY(
-                        ARRAY(
+                    OR lo.url_digest = any(
+                        array(
                             SELECT {{ schema }}.url_digest(u.url)
                             FROM unnest(get_listed_origins.urls) AS u (url)
                         )
@@ -209,7 +221,7 @@ BEGIN ATOMIC
 END;
 
 COMMENT ON FUNCTION {{ schema }}.get_listed_origins(
-    uuid, text [], boolean, bigint, uuid, text, text
+    uuid, text[], boolean, bigint, uuid, text, text
 ) IS
 'One page of listed origins matching the non-null filters, by lister, url, visit type. '
 'The next page starts after the (lister_id, url, visit_type) of the last row, while has_more';
@@ -264,16 +276,16 @@ FOR EACH STATEMENT
 EXECUTE FUNCTION {{ schema }}.copy_visit_stats_to_listed_origins();
 
 CREATE FUNCTION {{ schema }}.origin_visit_stats_upsert(
-    urls text [],
-    visit_types text [],
-    last_successful timestamptz [] DEFAULT NULL,
-    last_visit timestamptz [] DEFAULT NULL,
-    last_visit_status {{ schema }}.last_visit_status [] DEFAULT NULL,
-    last_scheduled timestamptz [] DEFAULT NULL,
-    last_snapshot bytea [] DEFAULT NULL,
-    next_visit_queue_position bigint [] DEFAULT NULL,
-    next_position_offset integer [] DEFAULT NULL,
-    successive_visits integer [] DEFAULT NULL
+    urls text[],
+    visit_types text[],
+    last_successful timestamptz[] DEFAULT NULL,
+    last_visit timestamptz[] DEFAULT NULL,
+    last_visit_status {{ schema }}.last_visit_status[] DEFAULT NULL,
+    last_scheduled timestamptz[] DEFAULT NULL,
+    last_snapshot bytea[] DEFAULT NULL,
+    next_visit_queue_position bigint[] DEFAULT NULL,
+    next_position_offset integer[] DEFAULT NULL,
+    successive_visits integer[] DEFAULT NULL
 )
 RETURNS bigint
 LANGUAGE plpgsql
@@ -388,34 +400,35 @@ END
 $$;
 
 COMMENT ON FUNCTION {{ schema }}.origin_visit_stats_upsert(
-    text [],
-    text [],
-    timestamptz [],
-    timestamptz [],
-    {{ schema }}.last_visit_status [],
-    timestamptz [],
-    bytea [],
-    bigint [],
-    integer [],
-    integer []
+    text[],
+    text[],
+    timestamptz[],
+    timestamptz[],
+    {{ schema }}.last_visit_status[],
+    timestamptz[],
+    bytea[],
+    bigint[],
+    integer[],
+    integer[]
 ) IS
 'Upsert visit statistics given as parallel arrays, keyed on (url, visit_type): a null keeps '
 'the stored value. Returns the number of rows written';
 
-CREATE FUNCTION {{ schema }}.origin_visit_stats_get(urls text [], visit_types text [])
+CREATE FUNCTION {{ schema }}.origin_visit_stats_get(urls text[], visit_types text[])
 RETURNS SETOF {{ schema }}.origin_visit_stats
 LANGUAGE sql
 STABLE
 BEGIN ATOMIC
     SELECT s.*
-    FROM unnest(origin_visit_stats_get.urls, origin_visit_stats_get.visit_types)
+    FROM
+        unnest(origin_visit_stats_get.urls, origin_visit_stats_get.visit_types)
         WITH ORDINALITY AS i (url, visit_type, ord)
-    JOIN {{ schema }}.origin_visit_stats AS s
-        ON s.url_digest = {{ schema }}.url_digest(i.url) AND s.visit_type = i.visit_type
+    INNER JOIN {{ schema }}.origin_visit_stats AS s
+        ON s.url_digest = {{ schema }}.url_digest(i.url) AND i.visit_type = s.visit_type
     ORDER BY i.ord;
 END;
 
-COMMENT ON FUNCTION {{ schema }}.origin_visit_stats_get(text [], text []) IS
+COMMENT ON FUNCTION {{ schema }}.origin_visit_stats_get(text[], text[]) IS
 'Visit statistics of the (url, visit_type) pairs given as two arrays, in input order; '
 'unknown pairs are left out';
 
@@ -424,7 +437,9 @@ RETURNS TABLE (visit_type text, queue_position bigint)
 LANGUAGE sql
 STABLE
 BEGIN ATOMIC
-    SELECT q.visit_type, q.position
+    SELECT
+        q.visit_type,
+        q.position
     FROM {{ schema }}.visit_scheduler_queue_position AS q
     ORDER BY q.visit_type;
 END;

@@ -11,7 +11,7 @@ CREATE FUNCTION {{ schema }}.grab_next_visits(
     visit_type text,
     count bigint,
     policy text,
-    enabled boolean DEFAULT true,
+    enabled boolean DEFAULT TRUE,
     lister_uuid uuid DEFAULT NULL,
     lister_name text DEFAULT NULL,
     lister_instance_name text DEFAULT NULL,
@@ -39,7 +39,7 @@ DECLARE
     siblings bigint;
 BEGIN
     IF policy IS NULL OR policy NOT IN (
-        {%- for p in policies %}'{{ p }}'{{ ', ' if not loop.last }}{% endfor -%}
+{%- for p in policies %}'{{ p }}'{{ ', ' if not loop.last }}{% endfor -%}
     ) THEN
         RAISE EXCEPTION USING
             ERRCODE = 'PGS02',

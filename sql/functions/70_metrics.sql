@@ -1,6 +1,8 @@
 -- Metrics.
 
-CREATE FUNCTION {{ schema }}.update_metrics(lister_id uuid DEFAULT NULL, ts timestamptz DEFAULT NULL)
+CREATE FUNCTION {{ schema }}.update_metrics(
+    lister_id uuid DEFAULT NULL, ts timestamptz DEFAULT NULL
+)
 RETURNS SETOF {{ schema }}.scheduler_metrics
 LANGUAGE sql
 BEGIN ATOMIC
@@ -13,11 +15,13 @@ BEGIN ATOMIC
     SELECT
         lo.lister_id,
         lo.visit_type,
-        coalesce(update_metrics.ts, now()),
-        count(*),
-        count(*) FILTER (WHERE lo.enabled),
-        count(*) FILTER (WHERE lo.enabled AND NOT lo.snapshot_known),
-        count(*) FILTER (WHERE lo.enabled AND lo.last_update > lo.last_successful)
+        coalesce(update_metrics.ts, now()) AS last_update,
+        count(*) AS origins_known,
+        count(*) FILTER (WHERE lo.enabled) AS origins_enabled,
+        count(*) FILTER (WHERE lo.enabled AND NOT lo.snapshot_known) AS origins_never_visited,
+        count(*) FILTER (
+            WHERE lo.enabled AND lo.last_update > lo.last_successful
+        ) AS origins_with_pending_changes
     FROM {{ schema }}.listed_origins AS lo
     WHERE update_metrics.lister_id IS NULL OR lo.lister_id = update_metrics.lister_id
     GROUP BY lo.lister_id, lo.visit_type

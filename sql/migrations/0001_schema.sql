@@ -146,7 +146,7 @@ CREATE TABLE scheduler.listed_origins (
     last_update timestamptz,
     is_fork boolean,
     forked_from_url text,
-    enabled boolean NOT NULL DEFAULT true,
+    enabled boolean NOT NULL DEFAULT TRUE,
     first_seen timestamptz NOT NULL DEFAULT now(),
     last_seen timestamptz NOT NULL DEFAULT now(),
     -- Copies of this origin's visit statistics (origin_visit_stats is the
@@ -156,7 +156,7 @@ CREATE TABLE scheduler.listed_origins (
     last_visit timestamptz,
     last_successful timestamptz,
     last_visit_status scheduler.last_visit_status,
-    snapshot_known boolean NOT NULL DEFAULT false,
+    snapshot_known boolean NOT NULL DEFAULT FALSE,
     next_visit_queue_position bigint,
     CONSTRAINT listed_origins_key UNIQUE (url_digest, visit_type, lister_id)
 );

@@ -20,5 +20,4 @@ EXCEPTION WHEN insufficient_privilege THEN
 END
 $$;
 
-REVOKE ALL ON SCHEMA scheduler FROM PUBLIC;
-
+REVOKE ALL ON SCHEMA scheduler FROM public;
