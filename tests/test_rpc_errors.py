@@ -220,3 +220,31 @@ def test_unreachable_database_is_503_retried_then_transient(caplog):
         r.name == "pgsched.api.server" and "database unavailable" in r.getMessage()
         for r in caplog.records
     )
+
+
+def test_unexpected_database_error_is_500_not_retried(pgsched_server, caplog):
+    """A database without pgsched's schema: the call fails, neither 400 nor 503."""
+    from psycopg.conninfo import make_conninfo
+
+    empty = make_conninfo(
+        host=pgsched_server.host,
+        port=pgsched_server.port,
+        user=pgsched_server.user,
+        password=pgsched_server.password,
+        dbname="postgres",
+    )
+    app = make_app({"db": empty})
+    counting = _Counting(app)
+    try:
+        with background_server(counting) as url:
+            client = RemoteScheduler(url, retry_wait=0.01)
+            with caplog.at_level(logging.ERROR, logger="pgsched.api.server"):
+                with pytest.raises(RemoteException) as info:
+                    client.get_task_types()
+    finally:
+        app.close()
+    assert not isinstance(info.value, TransientRemoteException)
+    assert info.value.response.status_code == 500
+    assert "scheduler" in info.value.payload["message"]
+    assert counting.hits == 1
+    assert any("get_task_types failed" in r.getMessage() for r in caplog.records)

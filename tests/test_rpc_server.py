@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import http.client
 import json
+import re
 import socket
 
 import pytest
@@ -164,8 +165,6 @@ def test_bad_requests_are_400_with_error_map(wsgi, path, body, content_type, mes
     assert response.mimetype == accept
     error = error_map(response)
     assert error["message"]
-    import re
-
     assert re.search(message, error["message"]), error["message"]
 
 
