@@ -240,3 +240,37 @@ def test_status_mapping():
 def test_datetimes_in_json_keep_their_offset():
     value = datetime.datetime(2024, 1, 1, 12, tzinfo=datetime.timezone(datetime.timedelta(hours=5)))
     assert S.json_loads(S.json_dumps(value)).utcoffset() == datetime.timedelta(hours=5)
+
+
+def test_pgsched_serve_command(tmp_path):
+    """`pgsched serve` answers the site map; it needs no database for that."""
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    port = closed_port()
+    db = f"host=127.0.0.1 port={closed_port()} dbname=none"
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pgsched.cli", "serve", "--port", str(port), "--db", db],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = requests.get(f"http://127.0.0.1:{port}/site-map", timeout=5)
+                break
+            except requests.ConnectionError:
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "pgsched serve did not start"
+                time.sleep(0.1)
+        assert response.status_code == 200
+        assert len(response.json()) == 34
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
