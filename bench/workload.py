@@ -20,8 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 SAMPLE_DATA = REPO / "data"
 
-PYPI_FILE = "pypi-projects"
-NPM_FILE = "npm-packages"
+# Full listings first, then the samples committed in data/.
+PYPI_FILES = ("pypi-projects", "pypi-sample")
+NPM_FILES = ("npm-packages", "npm-sample")
 
 UTC = datetime.UTC
 
@@ -32,20 +33,20 @@ NPM_URL = "https://www.npmjs.com/package/{}"
 STATS_SHARE = 0.6
 
 
-def find_listing(data_dir: Path | None, stem: str) -> Path:
-    """The listing file ``stem``.tsv[.gz] in data_dir, else ../shared/data, else data/."""
+def find_listing(data_dir: Path | None, stems: tuple[str, ...]) -> Path:
+    """The first of ``stems``.tsv[.gz] found in data_dir, else in
+    ../shared/data, else in data/."""
     dirs = [data_dir] if data_dir else [SHARED_DATA, SAMPLE_DATA]
     for d in dirs:
-        if d is None or not d.is_dir():
+        if not d.is_dir():
             continue
-        for name in (f"{stem}.tsv.gz", f"{stem}.tsv"):
-            if (d / name).is_file():
-                return d / name
-        # committed samples may carry a suffix (pypi-projects-sample.tsv)
-        found = sorted(d.glob(f"{stem}*.tsv*"))
-        if found:
-            return found[0]
-    raise FileNotFoundError(f"no {stem}.tsv[.gz] in {', '.join(str(d) for d in dirs)}")
+        for stem in stems:
+            for name in (f"{stem}.tsv.gz", f"{stem}.tsv"):
+                if (d / name).is_file():
+                    return d / name
+    raise FileNotFoundError(
+        f"none of {', '.join(stems)} (.tsv or .tsv.gz) in {', '.join(map(str, dirs))}"
+    )
 
 
 def read_tsv(path: Path) -> Iterator[list[str]]:
@@ -103,8 +104,8 @@ def sample_rows(rows: list, keep: int, rng: random.Random) -> list:
 def load_listings(data_dir: Path | None, sample: int | None, seed: int) -> list[Listing]:
     """The PyPI and npm listings; with ``sample``, that many origins in all,
     split between the two in proportion to their sizes."""
-    pypi = load_pypi(find_listing(data_dir, PYPI_FILE))
-    npm = load_npm(find_listing(data_dir, NPM_FILE))
+    pypi = load_pypi(find_listing(data_dir, PYPI_FILES))
+    npm = load_npm(find_listing(data_dir, NPM_FILES))
     if sample:
         rng = random.Random(seed)
         total = len(pypi.rows) + len(npm.rows)
