@@ -105,8 +105,7 @@ AUTO_EXPLAIN = (
     "SET client_min_messages = log",
 )
 
-SET_MIN_DURATION = "SELECT set_config('auto_explain.log_min_duration', %s, false)"
-
+DURATION = re.compile(r"duration: ([\d.]+) ms")
 SEQ_SCAN = re.compile(r"(?:Parallel )?Seq Scan on (\S+)")
 DISK_SORT = re.compile(r"Sort Method: external|Disk: \d+kB")
 BIG_TABLE_ROWS = 10_000
@@ -174,8 +173,27 @@ class PlanRecorder:
                 if sizes.get(name.split(".")[-1], 0) >= BIG_TABLE_ROWS
             }
         )
+        statements = []
+        for plan in plans:
+            duration = DURATION.search(plan)
+            body = compact(plan)
+            statements.append(
+                {
+                    "ms": float(duration.group(1)) if duration else None,
+                    "statement": body.split("\n", 1)[0].removeprefix("-- ")[:160],
+                    "seq_scans": sorted(
+                        {
+                            n
+                            for n in SEQ_SCAN.findall(plan)
+                            if sizes.get(n.split(".")[-1], 0) >= BIG_TABLE_ROWS
+                        }
+                    ),
+                    "disk_sort": bool(DISK_SORT.search(plan)),
+                }
+            )
         return {
             "plans": [compact(p) for p in plans],
+            "statements": statements,
             "seq_scans_on_big_tables": seq,
             "disk_sort": any(DISK_SORT.search(p) for p in plans),
         }

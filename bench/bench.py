@@ -756,6 +756,17 @@ def markdown(results: dict[str, Any]) -> str:
                 flags.append("on-disk sort")
             out.append(f"### {name}: {what} — {'; '.join(flags) or 'no seq scan on big tables'}")
             out.append("")
+            out.append("| ms | statement (nested ones first, the call last) | flags |")
+            out.append("| ---: | --- | --- |")
+            for st in ex.get("statements", []):
+                flag = ", ".join(
+                    [f"Seq Scan on {t}" for t in st["seq_scans"]]
+                    + (["on-disk sort"] if st["disk_sort"] else [])
+                )
+                text = st["statement"].replace("|", "\\|")
+                ms = f"{st['ms']:.1f}" if st["ms"] is not None else "?"
+                out.append(f"| {ms} | `{text}` | {flag} |")
+            out.append("")
             out.append("```")
             out.extend(ex["plans"])
             out.append("```")
