@@ -27,6 +27,7 @@ fi
 export PGSCHED_DB="$DSN"
 
 LISTINGS="${PGSCHED_LISTINGS:-$ROOT/../shared/data}"
+[ -d "$LISTINGS" ] && LISTINGS="$(cd "$LISTINGS" && pwd -P)"
 PYPI=data/pypi-sample.tsv.gz
 NPM=data/npm-sample.tsv.gz
 if [ -n "${FULL:-}" ] && [ "${FULL}" != 0 ]; then
