@@ -193,11 +193,21 @@ def _jsonb(name: str, value, optional: bool = True):
         raise ValueError(f"{name}: must not be None")
     if not isinstance(value, dict):
         raise TypeError(f"{name}: must be a dict, not {type(value).__name__}")
+    if not value:
+        return _EMPTY_JSONB
     try:
-        _json_dumps(value)
+        text = _json_dumps(value)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{name}: not serializable as JSON: {e}") from None
-    return Jsonb(value)
+    # Serialized once, here; psycopg sends the text as it is.
+    return Jsonb(text, dumps=_as_is)
+
+
+def _as_is(text: str) -> str:
+    return text
+
+
+_EMPTY_JSONB = Jsonb("{}", dumps=_as_is)
 
 
 # --------------------------------------------------------------------------

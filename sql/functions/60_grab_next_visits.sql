@@ -27,6 +27,10 @@ LANGUAGE plpgsql
 -- Plan each query with the actual arguments: the optional lister filter
 -- then folds away and the policy's index is chosen.
 SET plan_cache_mode = force_custom_plan
+-- Every statement here reaches listed_origins by an index (the policy's,
+-- or listed_origins_key for the chosen rows); arrays of chosen keys carry
+-- no statistics, and a hash join over the whole table must not be chosen.
+SET enable_seqscan = off
 AS $$
 DECLARE
     now_ts timestamptz := coalesce(ts, now());
