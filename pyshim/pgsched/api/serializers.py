@@ -252,6 +252,39 @@ def _ext_hook(code: int, data: bytes) -> Any:
     return msgpack.ExtType(code, data)
 
 
+# What a malformed body can raise while decoding: a wrapped value of the wrong
+# shape (AttributeError, TypeError), out of range (OverflowError), too deeply
+# nested (RecursionError).  All of them are the request's fault (400).
+_BAD_BODY = (ValueError, TypeError, AttributeError, ArithmeticError, RecursionError)
+
+
+def _argument_at_fault(data: bytes | str, content_type: str) -> str:
+    """``"NAME: "`` when the body is a map whose value NAME alone cannot be decoded.
+
+    Only called on the error path: the body is read again without the type
+    wrappers, then each top-level value is re-encoded and decoded on its own.
+    Returns "" when that does not single out one argument.
+    """
+    try:
+        if content_type == MSGPACK:
+            plain = msgpack.unpackb(data, raw=False, strict_map_key=False, timestamp=3)
+        else:
+            plain = json.loads(data)
+        if not isinstance(plain, dict):
+            return ""
+        for key, value in plain.items():
+            try:
+                if content_type == MSGPACK:
+                    loads(msgpack.packb(value, use_bin_type=True, datetime=True), MSGPACK)
+                else:
+                    loads(json.dumps(value).encode(), JSON)
+            except DecodeError:
+                return f"{key}: "
+    except Exception:
+        return ""
+    return ""
+
+
 def msgpack_loads(data: bytes) -> Any:
     try:
         return msgpack.unpackb(
@@ -264,8 +297,9 @@ def msgpack_loads(data: bytes) -> Any:
         )
     except DecodeError:
         raise
-    except (ValueError, TypeError, msgpack.UnpackException) as e:
-        raise DecodeError(f"undecodable msgpack body: {type(e).__name__}: {e}") from e
+    except (*_BAD_BODY, msgpack.UnpackException) as e:
+        where = _argument_at_fault(data, MSGPACK)
+        raise DecodeError(f"{where}undecodable msgpack body: {type(e).__name__}: {e}") from e
 
 
 def json_loads(data: bytes | str) -> Any:
@@ -273,8 +307,9 @@ def json_loads(data: bytes | str) -> Any:
         return json.loads(data, object_hook=lambda obj: _unwrap(obj, "swhtype", "d"))
     except DecodeError:
         raise
-    except (ValueError, TypeError) as e:
-        raise DecodeError(f"undecodable JSON body: {type(e).__name__}: {e}") from e
+    except _BAD_BODY as e:
+        where = _argument_at_fault(data, JSON)
+        raise DecodeError(f"{where}undecodable JSON body: {type(e).__name__}: {e}") from e
 
 
 def loads(data: bytes, content_type: str = MSGPACK) -> Any:
