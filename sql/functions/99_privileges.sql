@@ -20,7 +20,10 @@ BEGIN
     LOOP
         -- Pure expressions stay plain, so the planner can inline them
         -- (visit_cooldown_passed is evaluated for every row a grab reads).
-        IF r.proname NOT IN ('url_digest', 'visit_cooldown_passed', 'backoff_interval') THEN
+        IF r.proname NOT IN (
+            'url_digest', 'visit_cooldown_passed', 'backoff_interval', 'visit_interval',
+            'next_visit_queue_position'
+        ) THEN
             EXECUTE format(
                 'ALTER FUNCTION %s SECURITY DEFINER SET search_path = pg_catalog, pg_temp', r.sig
             );
