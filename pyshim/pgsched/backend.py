@@ -131,6 +131,9 @@ def _choices(name: str, value, choices) -> list[str] | None:
     """One value or a list of values (search filters)."""
     if value is None:
         return None
+    if not isinstance(value, str | list | tuple | set | frozenset):
+        kind = type(value).__name__
+        raise TypeError(f"{name}: must be a string or a list of strings, not {kind}")
     values = [value] if isinstance(value, str) else list(value)
     return [_choice(name, v, choices, optional=False) for v in values]
 
@@ -531,8 +534,12 @@ class PostgresScheduler(SchedulerInterface):
             task_types = None
         elif isinstance(task_type, str):
             task_types = [task_type]
-        else:
+        elif isinstance(task_type, list | tuple | set | frozenset):
             task_types = [_text("task_type", t, optional=False) for t in task_type]
+        else:
+            raise TypeError(
+                f"task_type: must be a string or a list of strings, not {type(task_type).__name__}"
+            )
         params = {
             "task_ids": task_ids,
             "task_types": task_types,
