@@ -243,8 +243,8 @@ def test_grab_plans_use_indexes(db):
     lister = db.execute("SELECT * FROM scheduler.get_or_create_lister('big')").fetchone()
     db.execute(
         """
-        INSERT INTO scheduler.listed_origins (lister_id, url, visit_type, last_update)
-        SELECT %s, 'https://e/' || i, 'git',
+        INSERT INTO scheduler.listed_origins (lister_id, url, url_digest, visit_type, last_update)
+        SELECT %s, 'https://e/' || i, scheduler.url_digest('https://e/' || i), 'git',
                CASE WHEN i %% 2 = 0 THEN '2020-01-01Z'::timestamptz + i * interval '1 min' END
         FROM generate_series(1, 20000) AS i
         """,

@@ -102,12 +102,12 @@ BEGIN
 
     upserted AS (
         INSERT INTO scheduler.listed_origins AS lo (
-            lister_id, url, visit_type, extra_loader_arguments, last_update, is_fork,
-            forked_from_url, enabled, last_scheduled, last_visit, last_successful,
+            lister_id, url, url_digest, visit_type, extra_loader_arguments, last_update,
+            is_fork, forked_from_url, enabled, last_scheduled, last_visit, last_successful,
             last_visit_status, snapshot_known, next_visit_queue_position
         )
         SELECT
-            i.lister_id, i.url, i.visit_type, coalesce(i.extra_loader_arguments, '{}'),
+            i.lister_id, i.url, i.digest, i.visit_type, coalesce(i.extra_loader_arguments, '{}'),
             i.last_update, i.is_fork, i.forked_from_url, coalesce(i.enabled, true),
             s.last_scheduled, s.last_visit, s.last_successful, s.last_visit_status,
             s.last_snapshot IS NOT NULL, s.next_visit_queue_position
@@ -368,20 +368,22 @@ BEGIN
     FOR NO KEY UPDATE OF lo;
 
     INSERT INTO scheduler.origin_visit_stats AS s (
-        url, visit_type, last_successful, last_visit, last_visit_status, last_scheduled,
-        last_snapshot, next_visit_queue_position, next_position_offset, successive_visits
+        url, url_digest, visit_type, last_successful, last_visit, last_visit_status,
+        last_scheduled, last_snapshot, next_visit_queue_position, next_position_offset,
+        successive_visits
     )
     SELECT
-        i.url, i.visit_type, i.last_successful, i.last_visit, i.last_visit_status,
+        i.url, i.digest, i.visit_type, i.last_successful, i.last_visit, i.last_visit_status,
         i.last_scheduled, i.last_snapshot, i.next_visit_queue_position,
         coalesce(i.next_position_offset, 4), coalesce(i.successive_visits, 1)
     FROM unnest(
-        d_urls, d_visit_types, d_last_successful, d_last_visit, d_last_visit_status,
-        d_last_scheduled, d_last_snapshot, d_queue_position, d_position_offset,
-        d_successive_visits
+        d_urls, d_digests, d_visit_types, d_last_successful, d_last_visit,
+        d_last_visit_status, d_last_scheduled, d_last_snapshot, d_queue_position,
+        d_position_offset, d_successive_visits
     ) AS i (
-        url, visit_type, last_successful, last_visit, last_visit_status, last_scheduled,
-        last_snapshot, next_visit_queue_position, next_position_offset, successive_visits
+        url, digest, visit_type, last_successful, last_visit, last_visit_status,
+        last_scheduled, last_snapshot, next_visit_queue_position, next_position_offset,
+        successive_visits
     )
     ON CONFLICT ON CONSTRAINT origin_visit_stats_key DO UPDATE
         SET

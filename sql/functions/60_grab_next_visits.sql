@@ -163,8 +163,8 @@ BEGIN
 
     -- 3. Record the scheduling (last_scheduled never moves backwards); the
     -- stats trigger copies it into every listed row of these origins.
-    INSERT INTO scheduler.origin_visit_stats AS s (url, visit_type, last_scheduled)
-    SELECT lo.url, lo.visit_type, now_ts
+    INSERT INTO scheduler.origin_visit_stats AS s (url, url_digest, visit_type, last_scheduled)
+    SELECT lo.url, lo.url_digest, lo.visit_type, now_ts
     FROM unnest(picked_listers, picked_digests) AS p (lister_id, url_digest)
     JOIN scheduler.listed_origins AS lo
         ON
