@@ -36,6 +36,7 @@ from .model import (
     TASK_PRIORITIES,
     TASK_RUN_STATUSES,
     TASK_STATUSES,
+    LastVisitStatus,
     ListedOrigin,
     Lister,
     OriginVisitStats,
@@ -116,7 +117,20 @@ def _text(name: str, value, optional: bool = True) -> str | None:
         raise TypeError(f"{name}: must be a string, not {type(value).__name__}")
     if "\x00" in value:
         raise ValueError(f"{name}: contains a NUL character")
+    if not value.isascii():
+        _check_unicode(name, value)
     return value
+
+
+def _check_unicode(name: str, text: str) -> None:
+    """Refuse a lone surrogate (JSON's "\\ud800" decodes to one): not UTF-8 text."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"{name}: not valid Unicode text ({e.reason}: {text[e.start : e.end]!r} "
+            f"at position {e.start})"
+        ) from None
 
 
 def _choice(name: str, value, choices, optional: bool = True) -> str | None:
@@ -184,7 +198,7 @@ def _without_nul(value):
 
 def _json_dumps(value) -> str:
     try:
-        return json.dumps(_without_nul(value), allow_nan=False)
+        return json.dumps(_without_nul(value), allow_nan=False, ensure_ascii=False)
     except ValueError as e:
         raise ValueError(f"JSON value: {e}") from None
 
@@ -202,6 +216,8 @@ def _jsonb(name: str, value, optional: bool = True):
         text = _json_dumps(value)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{name}: not serializable as JSON: {e}") from None
+    if not text.isascii():
+        _check_unicode(name, text)
     # Serialized once, here; psycopg sends the text as it is.
     return Jsonb(text, dumps=_as_is)
 
@@ -222,29 +238,41 @@ def _fields(cls) -> tuple[str, ...]:
     return tuple(a.name for a in cls.__attrs_attrs__)
 
 
-_TASK_FIELDS = _fields(Task)
+def _model(cls, **convert):
+    """A builder of ``cls`` from a row of the matching SQL type.
 
-
-def _task(row: dict) -> Task:
-    values = {f: row[f] for f in _TASK_FIELDS}
-    values["arguments"] = TaskArguments(**row["arguments"])
-    return Task(**values)
-
-
-def _model(cls):
+    Rows come from columns whose types already guarantee what the model's
+    validators check (timestamptz is aware, enums hold known values), so the
+    model is filled in directly: validating every field of every row would
+    cost more than the database call itself on large results.  ``convert``
+    maps a field to the function turning its column value into the model's.
+    """
     names = _fields(cls)
+    new = object.__new__
+    setattr_ = object.__setattr__
 
     def build(row: dict):
-        return cls(**{f: row[f] for f in names})
+        obj = new(cls)
+        for name in names:
+            value = row[name]
+            if name in convert and value is not None:
+                value = convert[name](value)
+            setattr_(obj, name, value)
+        return obj
 
     return build
 
 
+def _task_arguments(value: dict) -> TaskArguments:
+    return TaskArguments(args=value["args"], kwargs=value["kwargs"])
+
+
+_task = _model(Task, arguments=_task_arguments)
 _task_type = _model(TaskType)
 _task_run = _model(TaskRun)
 _lister = _model(Lister)
 _listed_origin = _model(ListedOrigin)
-_visit_stats = _model(OriginVisitStats)
+_visit_stats = _model(OriginVisitStats, last_visit_status=LastVisitStatus)
 _metrics = _model(SchedulerMetrics)
 
 
