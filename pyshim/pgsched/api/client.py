@@ -183,7 +183,9 @@ class RemoteScheduler(SchedulerInterface, metaclass=_GeneratedMethods):
                 try:
                     serializers.dumps(value, MSGPACK)
                 except (TypeError, ValueError) as arg_error:
-                    raise type(e)(f"{name}: {arg_error}") from e
+                    # Not type(e): some ValueErrors (UnicodeEncodeError) take other arguments.
+                    kind = TypeError if isinstance(e, TypeError) else ValueError
+                    raise kind(f"{name}: {arg_error}") from e
             raise
 
     def _post(self, path: str, body: bytes) -> Any:
