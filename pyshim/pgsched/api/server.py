@@ -283,8 +283,25 @@ class SchedulerApp:
         try:
             return self.encode(request, error, status)
         except Exception:
+            pass
+        try:
+            # Text the codec cannot carry (a lone surrogate from a JSON
+            # "\\ud800" escape) is sent escaped, with the same status.
+            return self.encode(request, _escaped(error), status)
+        except Exception:
             logger.exception("%s: cannot encode the error response", where)
             return Response("internal error", 500, mimetype="text/plain")
+
+
+def _escaped(value: Any) -> Any:
+    """``value`` with every string made encodable as UTF-8 (backslash escapes)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list | tuple):
+        return [_escaped(v) for v in value]
+    if isinstance(value, dict):
+        return {_escaped(k): _escaped(v) for k, v in value.items()}
+    return value
 
 
 def _default_logging() -> None:
