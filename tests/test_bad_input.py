@@ -492,6 +492,20 @@ CALLS: list[Bad] = [
         ),
         raw_arg="lister",
     ),
+    Bad(
+        "update_lister_lone_surrogate_in_state",
+        lambda s, w: s.update_lister(w.lister.evolve(current_state={"page": "\udc00"})),
+        "lister",
+        raw=lambda w: (
+            "lister/update",
+            replaced(
+                body(lister=w.lister.evolve(current_state={"page": "SURROGATE"})),
+                "SURROGATE",
+                "\\udc00",
+            ),
+        ),
+        raw_arg="lister.current_state",
+    ),
     # --- listed origins ------------------------------------------------------
     Bad(
         "record_lister_id_not_a_uuid",
@@ -538,6 +552,18 @@ CALLS: list[Bad] = [
         "record_nul_in_url",
         lambda s, w: s.record_listed_origins([origin(w, PREFIX + "a\x00b")]),
         "listed_origins.url",
+    ),
+    Bad(
+        "record_lone_surrogate_in_url",
+        lambda s, w: s.record_listed_origins([origin(w, PREFIX + "\ud800")]),
+        "listed_origins",  # pgsched's client names the argument, the server its field
+        raw=lambda w: (
+            "origins/record",
+            replaced(
+                body(listed_origins=[origin(w, PREFIX + "SURROGATE")]), "SURROGATE", "\\ud800"
+            ),
+        ),
+        raw_arg="listed_origins.url",
     ),
     Bad(
         "record_wrong_model_in_list",
@@ -897,6 +923,20 @@ BODIES: list[RawBad] = [
         "unknown_model_field",
         "task/create",
         replaced(body(tasks=[task()]), '"__type__": "Task"', '"__type__": "Task", "x": 1'),
+        S.JSON,
+        "tasks",
+    ),
+    RawBad(
+        "lone_surrogate_in_text_argument",
+        "lister/get_or_create",
+        b'{"name": "forge", "instance_name": "\\ud83d"}',
+        S.JSON,
+        "instance_name",
+    ),
+    RawBad(
+        "lone_surrogate_in_model_field_name",
+        "task/create",
+        replaced(body(tasks=[task()]), '"__type__": "Task"', '"__type__": "Task", "\\udfff": 1'),
         S.JSON,
         "tasks",
     ),
