@@ -382,11 +382,12 @@ def test_outages_answer_503_quickly_and_lose_no_acknowledged_write(cluster):
     assert lost == []
     writes = len(load.acknowledged_urls) + len(load.acknowledged_tasks)
     assert writes > 20
+    probes_503 = sum(p[2] == "503" for p in load.probes)
     print(
         "\noutage figures: "
         + "; ".join(report)
-        + f"; client retry budget {budget:.1f} s; {load.calls} calls in all, {sum(p[2] == '503' for p in load.probes)} 503s seen "
-        f"by the probe, {retry_log.retries} client retries, longest write "
-        f"{load.longest_write:.2f} s, 0 writer errors, {writes} acknowledged writes checked, "
-        f"{len(lost)} lost"
+        + f"; client retry budget {budget:.1f} s; {load.calls} calls in all, "
+        f"{probes_503} 503s seen by the probe, {retry_log.retries} client retries, "
+        f"longest write {load.longest_write:.2f} s, 0 writer errors, "
+        f"{writes} acknowledged writes checked, {len(lost)} lost"
     )
