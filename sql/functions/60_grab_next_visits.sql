@@ -39,6 +39,7 @@ DECLARE
     listing_finished timestamptz;
     picked_listers uuid [];
     picked_digests bytea [];
+    picked_urls text [];
     busy_digests bytea [];
     siblings bigint;
 BEGIN
@@ -95,8 +96,8 @@ BEGIN
 {%- for policy in policies %}
 {%- for sampled in [false, true] %}
     WHEN policy = '{{ policy }}' AND sample_pct IS {{ 'NOT ' if sampled }}NULL THEN
-        SELECT array_agg(c.lister_id), array_agg(c.url_digest)
-        INTO picked_listers, picked_digests
+        SELECT array_agg(c.lister_id), array_agg(c.url_digest), array_agg(c.url)
+        INTO picked_listers, picked_digests, picked_urls
         FROM (
             {{ visit_candidates(policy, sampled) | indent(12) }}
         ) AS c;
@@ -110,19 +111,36 @@ BEGIN
     -- 2. One origin (url, visit type) may be listed by several listers.
     -- Keep the first row of each origin, and claim the rows of the other
     -- listers too; an origin one of whose rows another caller holds is
-    -- that caller's, and is dropped.
-    SELECT array_agg(p.lister_id ORDER BY p.ord), array_agg(p.url_digest ORDER BY p.ord)
-    INTO picked_listers, picked_digests
-    FROM (
-        SELECT DISTINCT ON (u.url_digest) u.*
-        FROM unnest(picked_listers, picked_digests) WITH ORDINALITY AS u (
-            lister_id, url_digest, ord
-        )
-        ORDER BY u.url_digest, u.ord
-    ) AS p;
+    -- that caller's, and is dropped.  Nothing to do when a single lister
+    -- lists origins of this visit type (one probe per lister tells).
     SELECT count(*) INTO siblings
-    FROM scheduler.listed_origins AS lo
-    WHERE lo.url_digest = ANY(picked_digests) AND lo.visit_type = grab_next_visits.visit_type;
+    FROM scheduler.lister AS l
+    WHERE EXISTS (
+        SELECT 1
+        FROM scheduler.listed_origins AS lo
+        WHERE lo.lister_id = l.id AND lo.visit_type = grab_next_visits.visit_type
+    );
+    IF siblings > 1 THEN
+        SELECT
+            array_agg(p.lister_id ORDER BY p.ord),
+            array_agg(p.url_digest ORDER BY p.ord),
+            array_agg(p.url ORDER BY p.ord)
+        INTO picked_listers, picked_digests, picked_urls
+        FROM (
+            SELECT DISTINCT ON (u.url_digest) u.*
+            FROM unnest(picked_listers, picked_digests, picked_urls) WITH ORDINALITY AS u (
+                lister_id, url_digest, url, ord
+            )
+            ORDER BY u.url_digest, u.ord
+        ) AS p;
+        SELECT count(*) INTO siblings
+        FROM scheduler.listed_origins AS lo
+        WHERE
+            lo.url_digest = ANY(picked_digests)
+            AND lo.visit_type = grab_next_visits.visit_type;
+    ELSE
+        siblings := 0;
+    END IF;
     IF siblings > cardinality(picked_digests) THEN
         WITH locked AS (
             SELECT lo.url_digest, lo.lister_id
@@ -149,10 +167,13 @@ BEGIN
                 FROM unnest(picked_digests, picked_listers) AS u (url_digest, lister_id)
             );
         IF busy_digests IS NOT NULL THEN
-            SELECT array_agg(p.lister_id ORDER BY p.ord), array_agg(p.url_digest ORDER BY p.ord)
-            INTO picked_listers, picked_digests
-            FROM unnest(picked_listers, picked_digests) WITH ORDINALITY AS p (
-                lister_id, url_digest, ord
+            SELECT
+                array_agg(p.lister_id ORDER BY p.ord),
+                array_agg(p.url_digest ORDER BY p.ord),
+                array_agg(p.url ORDER BY p.ord)
+            INTO picked_listers, picked_digests, picked_urls
+            FROM unnest(picked_listers, picked_digests, picked_urls) WITH ORDINALITY AS p (
+                lister_id, url_digest, url, ord
             )
             WHERE NOT p.url_digest = ANY(busy_digests);
             IF picked_digests IS NULL THEN
@@ -164,14 +185,9 @@ BEGIN
     -- 3. Record the scheduling (last_scheduled never moves backwards); the
     -- stats trigger copies it into every listed row of these origins.
     INSERT INTO scheduler.origin_visit_stats AS s (url, url_digest, visit_type, last_scheduled)
-    SELECT lo.url, lo.url_digest, lo.visit_type, now_ts
-    FROM unnest(picked_listers, picked_digests) AS p (lister_id, url_digest)
-    JOIN scheduler.listed_origins AS lo
-        ON
-            lo.url_digest = p.url_digest
-            AND lo.visit_type = grab_next_visits.visit_type
-            AND lo.lister_id = p.lister_id
-    ORDER BY lo.url_digest
+    SELECT p.url, p.url_digest, grab_next_visits.visit_type, now_ts
+    FROM unnest(picked_urls, picked_digests) AS p (url, url_digest)
+    ORDER BY p.url_digest
     ON CONFLICT ON CONSTRAINT origin_visit_stats_key DO UPDATE
         SET last_scheduled = greatest(s.last_scheduled, excluded.last_scheduled);
 

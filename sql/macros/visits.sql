@@ -30,7 +30,7 @@
     visit type, of the lister when one is given, that no cooldown holds
     back, in policy order; locked, skipping rows other callers hold. -#}
 {% macro visit_candidates(policy, sampled) -%}
-SELECT lo.lister_id, lo.url_digest
+SELECT lo.lister_id, lo.url_digest, lo.url
 FROM scheduler.listed_origins AS lo
 {%- if sampled %} TABLESAMPLE SYSTEM (sample_pct){% endif %}
 WHERE
