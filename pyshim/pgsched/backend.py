@@ -312,17 +312,24 @@ SELECT * FROM scheduler.search_tasks(
     before => %(before)s, after => %(after)s, max_rows => %(limit)s)
 """
 Q_GET_TASKS = "SELECT * FROM scheduler.get_tasks(task_ids => %(task_ids)s)"
+# Written out, not built from the function names: no SQL is assembled in Python.
 Q_READY_TASKS = {
-    name: f"""
-SELECT * FROM scheduler.{name}(
+    "peek_ready_tasks": """
+SELECT * FROM scheduler.peek_ready_tasks(
     task_type => %(task_type)s, ts => %(timestamp)s, num_tasks => %(num_tasks)s)
-"""
-    for name in (
-        "peek_ready_tasks",
-        "grab_ready_tasks",
-        "peek_ready_priority_tasks",
-        "grab_ready_priority_tasks",
-    )
+""",
+    "grab_ready_tasks": """
+SELECT * FROM scheduler.grab_ready_tasks(
+    task_type => %(task_type)s, ts => %(timestamp)s, num_tasks => %(num_tasks)s)
+""",
+    "peek_ready_priority_tasks": """
+SELECT * FROM scheduler.peek_ready_priority_tasks(
+    task_type => %(task_type)s, ts => %(timestamp)s, num_tasks => %(num_tasks)s)
+""",
+    "grab_ready_priority_tasks": """
+SELECT * FROM scheduler.grab_ready_priority_tasks(
+    task_type => %(task_type)s, ts => %(timestamp)s, num_tasks => %(num_tasks)s)
+""",
 }
 Q_SCHEDULE_TASK_RUNS = """
 SELECT * FROM scheduler.schedule_task_runs(
