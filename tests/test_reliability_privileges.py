@@ -37,6 +37,7 @@ import pgsched
 from pgsched.api import server as rpc_server
 from pgsched.api.client import RemoteScheduler
 from pgsched.api.server import background_server, make_app
+from pgsched.interface import interface_methods
 from pgsched.model import ListedOrigin, OriginVisitStats, Task, TaskRun
 from utils import args, at, task_type
 
@@ -81,13 +82,15 @@ def test_server_runs_as_the_api_role(dsn):
             with background_server(app) as url:
                 client = RemoteScheduler(url, timeout=60)
                 try:
-                    realistic_sequence(client)
+                    calls = Recording(client)
+                    realistic_sequence(calls)
                     sessions = active_sessions(dsn, role)
                 finally:
                     client.close()
         finally:
             app.close()
         assert sessions >= 1, "the server did not log in as the API role"
+        assert calls.names == set(interface_methods())
         # the shim's own extra function, in process, as the same role
         with pgsched.get_scheduler("postgresql", db=api_dsn) as backend:
             from pgsched.visit_results import VisitResult, record_visit_results
@@ -105,6 +108,18 @@ def test_server_runs_as_the_api_role(dsn):
                 ],
             )
             assert stats.last_successful == at(30)
+
+
+class Recording:
+    """The scheduler, remembering which methods were called."""
+
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+        self.names: set[str] = set()
+
+    def __getattr__(self, name):
+        self.names.add(name)
+        return getattr(self.scheduler, name)
 
 
 def active_sessions(dsn: str, role: str) -> int:
