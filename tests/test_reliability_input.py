@@ -286,6 +286,12 @@ def test_nul_characters_are_removed_from_json_values(scheduler, dsn):
     lister = scheduler.get_or_create_lister("nul-lister")
     lister = scheduler.update_lister(lister.evolve(current_state={"page\x00": "n\x00ext"}))
     assert lister.current_state == {"page": "next"}
+    # keys equal once their NULs are gone: the later one is kept
+    collided = scheduler.update_lister(
+        lister.evolve(current_state={"a\x00": 1, "a": 2, "\x00a": 3})
+    )
+    assert collided.current_state == {"a": 3}
+    lister = scheduler.update_lister(collided.evolve(current_state={"page": "next"}))
     (o,) = scheduler.record_listed_origins(
         [
             ListedOrigin(
