@@ -120,12 +120,18 @@ def _pid_alive(pid: int) -> bool:
 def module_database(server, suffix: str):
     """A migrated database cloned from the session's template, for one module.
 
-    Named ``pgsched_rel_<pid>_<suffix>``; dropped at the end, and any such
-    database left by a pytest run that no longer runs is dropped first.
+    Named ``pgsched_rel_<pid>_<suffix>``; dropped at the end, and (on a server
+    of this machine) any such database left by a pytest run that no longer
+    runs is dropped first.
     """
     params = dict(host=server.host, port=server.port, user=server.user, password=server.password)
+    local = str(server.host) in ("127.0.0.1", "localhost", "::1") or str(server.host)[:1] == "/"
     with psycopg.connect(make_conninfo(**params, dbname="postgres"), autocommit=True) as conn:
-        for (name,) in conn.execute("SELECT datname FROM pg_catalog.pg_database").fetchall():
+        # a pid means something only for a server on this machine
+        names = (
+            conn.execute("SELECT datname FROM pg_catalog.pg_database").fetchall() if local else []
+        )
+        for (name,) in names:
             match = _REL_DB_RE.match(name)
             if match and not _pid_alive(int(match.group(1))):
                 conn.execute(
