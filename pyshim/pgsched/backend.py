@@ -15,6 +15,7 @@ import json
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -431,6 +432,23 @@ def _configure(conn: psycopg.Connection) -> None:
     set_json_dumps(_json_dumps, context=conn)
 
 
+# A connection that has sat idle in the pool may have lost its server (a
+# restart); it is checked, at the cost of a round trip, before it is handed
+# out.  One in steady use is not: that round trip would cost more than many
+# calls themselves, and a broken connection is discarded when it comes back.
+IDLE_CHECK_AFTER = 5.0  # seconds
+_returned_at: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _note_return(conn: psycopg.Connection) -> None:
+    _returned_at[conn] = time.monotonic()
+
+
+def _check_if_idle(conn: psycopg.Connection) -> None:
+    if time.monotonic() - _returned_at.get(conn, 0.0) > IDLE_CHECK_AFTER:
+        psycopg_pool.ConnectionPool.check_connection(conn)
+
+
 class PostgresScheduler(SchedulerInterface):
     """The scheduler, backed by the functions of a PostgreSQL database.
 
@@ -455,7 +473,8 @@ class PostgresScheduler(SchedulerInterface):
             timeout=timeout,
             kwargs={"autocommit": True, "row_factory": dict_row},
             configure=_configure,
-            check=psycopg_pool.ConnectionPool.check_connection,
+            check=_check_if_idle,
+            reset=_note_return,
             open=False,
             name="pgsched",
         )

@@ -114,7 +114,7 @@ BEGIN
                 SELECT t.id
                 FROM scheduler.task AS t
                 WHERE
-                    md5(t.arguments::text) = md5(i.arguments::text)
+                    t.arguments_md5 = md5(i.arguments::text)::uuid
                     AND {{ same_task('t', 'i') | indent(20) }}
                 ORDER BY t.id
                 LIMIT 1
@@ -134,11 +134,12 @@ BEGIN
 
     inserted AS (
         INSERT INTO scheduler.task AS t (
-            type, arguments, next_run, current_interval, status, policy, retries_left, priority
+            type, arguments, next_run, current_interval, status, policy, retries_left, priority,
+            arguments_md5
         )
         SELECT
             f.type, f.arguments, f.next_run, tt.default_interval, f.status, f.policy,
-            coalesce(f.retries_left, tt.num_retries, 0), f.priority
+            coalesce(f.retries_left, tt.num_retries, 0), f.priority, md5(f.arguments::text)::uuid
         FROM fresh AS f
         JOIN scheduler.task_type AS tt ON tt.type = f.type
         ORDER BY f.ord
@@ -293,8 +294,8 @@ BEGIN
     claimed AS (
         UPDATE scheduler.task AS t
         SET status = 'next_run_scheduled'
-        FROM picked
-        WHERE t.id = picked.id
+        -- by primary key, whatever the planner guesses of the pick's size
+        WHERE t.id = ANY(ARRAY(SELECT picked.id FROM picked))
         RETURNING t.*
     )
 

@@ -11,18 +11,15 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     n integer := coalesce(cardinality(task_ids), 0);
-    bad bigint;
+    detail text;
 BEGIN
     PERFORM scheduler.check_lengths('task_runs', ARRAY[
         n, coalesce(cardinality(backend_ids), 0), cardinality(scheduled), cardinality(metadata)
     ]);
-    SELECT i.id INTO bad
-    FROM unnest(task_ids) AS i (id)
-    WHERE i.id IS NULL OR NOT EXISTS (SELECT 1 FROM scheduler.task AS t WHERE t.id = i.id)
-    LIMIT 1;
-    IF FOUND THEN
-        PERFORM scheduler.raise_invalid('task_id', format('unknown task %s', bad));
+    IF array_position(task_ids, NULL) IS NOT NULL THEN
+        PERFORM scheduler.raise_invalid('task_id', 'must not be null');
     END IF;
+    -- The foreign key finds unknown tasks; its error is reworded below.
     RETURN QUERY
     INSERT INTO scheduler.task_run AS r (task, backend_id, scheduled, metadata, status)
     SELECT
@@ -39,6 +36,9 @@ BEGIN
     ) WITH ORDINALITY AS i (task, backend_id, scheduled, metadata, ord)
     ORDER BY i.ord
     RETURNING r.*;
+EXCEPTION WHEN foreign_key_violation THEN
+    GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+    PERFORM scheduler.raise_invalid('task_id', 'unknown task (' || detail || ')');
 END
 $$;
 
