@@ -589,7 +589,6 @@ CALLS: list[Bad] = [
         "listed_limit_10_12",
         lambda s, w: s.get_listed_origins(limit=10**12),
         "limit",
-        xfail="get_listed_origins accepts a limit above 1,000,000 (README: refused)",
     ),
     Bad(
         "listed_page_token_of_two",
@@ -655,7 +654,6 @@ CALLS: list[Bad] = [
         "grab_cooldown_out_of_timestamp_range",
         lambda s, w: grab(s, absolute_cooldown=datetime.timedelta(days=999_999_999)),
         "absolute_cooldown",
-        xfail="grab_next_visits answers 'timestamp out of range', naming no argument",
     ),
     # --- visit statistics and queue positions ----------------------------------
     Bad(

@@ -462,7 +462,7 @@ class PostgresScheduler(SchedulerInterface):
         db: str,
         min_size: int = 1,
         max_size: int = 8,
-        timeout: float = 10.0,
+        timeout: float = 3.0,
         **_ignored: Any,
     ):
         self.db = db

@@ -46,6 +46,31 @@ $$;
 COMMENT ON FUNCTION {{ schema }}.check_count(text, bigint, boolean, boolean) IS
 'Reject a negative (or, when asked, null or zero) count, or one above 1000000';
 
+-- Intervals given by callers (task type intervals, cooldowns): positive
+-- (or zero, where allowed) and at most a century, so that adding them to a
+-- timestamp never leaves PostgreSQL's range.
+CREATE FUNCTION {{ schema }}.check_interval(
+    argument text, value interval, allow_zero boolean DEFAULT FALSE
+)
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE
+AS $$
+BEGIN
+    IF value IS NULL THEN
+        RETURN;
+    ELSIF value < interval '0' OR (value = interval '0' AND NOT allow_zero) THEN
+        PERFORM scheduler.raise_invalid(argument, format('must be positive, got %s', value));
+    ELSIF value > interval '100 years' THEN
+        PERFORM scheduler.raise_invalid(argument, format('must be at most 100 years, got %s', value));
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION {{ schema }}.check_interval(text, interval, boolean) IS
+'Raise 22023 naming the argument unless the interval is null, or positive (or zero when '
+'allowed) and at most 100 years';
+
 -- Batch functions take one array per column: they must agree in length.
 -- A null length (an optional column left out) is not compared.
 CREATE FUNCTION {{ schema }}.check_lengths(argument text, lengths integer[])

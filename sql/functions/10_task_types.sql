@@ -25,21 +25,16 @@ BEGIN
         PERFORM scheduler.raise_invalid('task_type.backoff_factor', format(
             'must be a positive finite number, got %s', create_task_type.backoff_factor));
     END IF;
-    IF create_task_type.default_interval <= interval '0'
-        OR create_task_type.min_interval <= interval '0'
-        OR create_task_type.max_interval <= interval '0' THEN
-        PERFORM scheduler.raise_invalid('task_type.default_interval',
-            'default_interval, min_interval and max_interval must be positive');
-    END IF;
+    PERFORM scheduler.check_interval('task_type.default_interval', default_interval);
+    PERFORM scheduler.check_interval('task_type.min_interval', min_interval);
+    PERFORM scheduler.check_interval('task_type.max_interval', max_interval);
+    PERFORM scheduler.check_interval('task_type.retry_delay', retry_delay, true);
     IF create_task_type.min_interval > create_task_type.max_interval THEN
         PERFORM scheduler.raise_invalid('task_type.min_interval', 'must not exceed max_interval');
     END IF;
     IF create_task_type.num_retries < 0 OR create_task_type.max_queue_length < 0 THEN
         PERFORM scheduler.raise_invalid('task_type.num_retries',
             'num_retries and max_queue_length must not be negative');
-    END IF;
-    IF create_task_type.retry_delay < interval '0' THEN
-        PERFORM scheduler.raise_invalid('task_type.retry_delay', 'must not be negative');
     END IF;
     INSERT INTO scheduler.task_type AS tt (
         type, description, backend_name, default_interval, min_interval, max_interval,

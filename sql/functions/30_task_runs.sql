@@ -125,6 +125,8 @@ RETURN greatest(
     min_interval,
     least(
         max_interval,
+        -- without a max_interval, a century at most (see check_interval)
+        interval '100 years',
         CASE
             WHEN backoff_factor IS NULL THEN current_interval
             WHEN eventful THEN current_interval / backoff_factor

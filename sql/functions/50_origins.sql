@@ -166,6 +166,7 @@ RETURNS TABLE (
 LANGUAGE sql
 STABLE
 BEGIN ATOMIC
+    SELECT {{ schema }}.check_count('limit', get_listed_origins.max_rows, FALSE, FALSE);
     SELECT
         p.lister_id,
         p.url,

@@ -54,6 +54,10 @@ BEGIN
         PERFORM scheduler.raise_invalid('visit_type', 'must be a non-empty string');
     END IF;
     PERFORM scheduler.check_count('count', grab_next_visits.count, false);
+    PERFORM scheduler.check_interval('absolute_cooldown', absolute_cooldown, true);
+    PERFORM scheduler.check_interval('scheduled_cooldown', scheduled_cooldown, true);
+    PERFORM scheduler.check_interval('failed_cooldown', failed_cooldown, true);
+    PERFORM scheduler.check_interval('not_found_cooldown', not_found_cooldown, true);
     IF grab_next_visits.enabled IS NULL THEN
         PERFORM scheduler.raise_invalid('enabled', 'must be true or false');
     END IF;
