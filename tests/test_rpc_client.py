@@ -152,13 +152,15 @@ class _ProxyPage(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        # Counted before answering: the client may check the count as soon
+        # as it has the answer.
+        self.server.hits += 1
         body = b"<html><body><h1>Bad gateway</h1></body></html>"
         self.send_response(self.server.status)
         self.send_header("Content-Type", "text/html")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        self.server.hits += 1
 
     def log_message(self, *args):
         pass
