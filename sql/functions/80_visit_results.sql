@@ -138,7 +138,7 @@ BEGIN
             s.url IS NOT NULL AS known,
             s.last_successful, s.last_visit, s.last_visit_status, s.last_snapshot,
             s.next_position_offset, s.successive_visits,
-            q.position AS queue_position
+            q.position AS queue_position, i.ord
         FROM unnest(
             urls, visit_types, statuses,
             coalesce(visit_dates, array_fill(NULL::timestamptz, ARRAY[n])),
@@ -148,7 +148,13 @@ BEGIN
             ON s.url_digest = scheduler.url_digest(i.url) AND s.visit_type = i.visit_type
         LEFT JOIN scheduler.visit_scheduler_queue_position AS q
             ON q.visit_type = i.visit_type
-        ORDER BY digest, i.visit_type, coalesce(i.visit_date, now()), i.ord
+        -- A last row of nulls closes the last origin.
+        UNION ALL
+        SELECT
+            NULL, NULL, NULL, NULL, NULL, NULL, FALSE, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+            NULL
+        -- origin, then visit date (none: now, so last), then input order
+        ORDER BY 6 NULLS LAST, 2, 4, 15
     LOOP
         IF cur_digest IS DISTINCT FROM r.digest OR cur_type IS DISTINCT FROM r.visit_type THEN
             IF cur_digest IS NOT NULL THEN
@@ -164,6 +170,7 @@ BEGIN
                     scheduler.next_visit_queue_position(cur_queue, st_offset, cur_digest)
                 END;
             END IF;
+            EXIT WHEN r.digest IS NULL;
             cur_digest := r.digest;
             cur_type := r.visit_type;
             cur_url := r.url;
@@ -207,17 +214,6 @@ BEGIN
         st_status := r.status;
         st_applied := true;
     END LOOP;
-    o_urls := o_urls || cur_url;
-    o_types := o_types || cur_type;
-    o_successful := o_successful || st_successful;
-    o_visit := o_visit || st_visit;
-    o_status := o_status || st_status;
-    o_snapshot := o_snapshot || st_snapshot;
-    o_offset := o_offset || st_offset;
-    o_successive := o_successive || st_successive;
-    o_position := o_position || CASE WHEN st_applied THEN
-        scheduler.next_visit_queue_position(cur_queue, st_offset, cur_digest)
-    END;
 
     -- The same write path as every other writer of visit statistics (its
     -- trigger copies them into listed_origins).
