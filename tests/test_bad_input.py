@@ -727,7 +727,66 @@ CALLS: list[Bad] = [
         "visit_type",
     ),
     Bad("metrics_lister_id_not_a_uuid", lambda s, w: s.update_metrics(lister_id="x"), "lister_id"),
+    # --- found by a newcomer's attack ----------------------------------------
+    Bad(
+        "visit_type_over_255_bytes",
+        lambda s, w: s.record_listed_origins([origin(w).evolve(visit_type="v" * 300)]),
+        "visit_type",
+    ),
+    Bad(
+        "lister_name_over_255_bytes",
+        lambda s, w: s.get_or_create_lister("".join(chr(97 + i % 26) for i in range(10_000))),
+        "name",
+    ),
+    Bad(
+        "task_type_name_over_255_bytes",
+        lambda s, w: s.create_task_type(task_type("t" * 300)),
+        "task_type.type",
+    ),
+    Bad(
+        "queue_position_visit_type_over_255_bytes",
+        lambda s, w: s.visit_scheduler_queue_position_set("q" * 300, 1),
+        "visit_type",
+    ),
+    Bad(
+        "task_type_max_queue_length_2_70",
+        lambda s, w: s.create_task_type(task_type("big", max_queue_length=2**70)),
+        "max_queue_length",
+    ),
+    Bad(
+        "task_type_negative_max_queue_length",
+        lambda s, w: s.create_task_type(task_type("neg", max_queue_length=-1)),
+        "max_queue_length",
+    ),
+    Bad(
+        "arguments_nested_too_deeply",
+        lambda s, w: s.create_tasks([Task(type="load-git", arguments=args(DEEP), next_run=at())]),
+        "JSON",
+    ),
+    Bad(
+        "update_lister_unknown_id",
+        lambda s, w: s.update_lister(w.lister.evolve(id=uuid.uuid4())),
+        "lister.id",
+    ),
+    Bad(
+        "stats_negative_position_offset",
+        lambda s, w: s.origin_visit_stats_upsert(
+            [OriginVisitStats(url=PREFIX + "0", visit_type="git", next_position_offset=-5)]
+        ),
+        "next_position_offset",
+    ),
+    Bad("listed_origins_not_iterable", lambda s, w: s.record_listed_origins(5), "listed_origins"),
 ]
+
+
+def _deep(depth: int):
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+DEEP = _deep(600)
 
 
 def _marks(case: Bad):

@@ -309,3 +309,24 @@ def test_least_privilege_roles(dsn, db):
     finally:
         db.execute(f"DROP ROLE IF EXISTS {api}")
         db.execute(f"DROP ROLE IF EXISTS {ro}")
+
+
+def test_json_maps_must_be_objects(db):
+    """A non-object map would make the row unreadable as a model: refused."""
+    lister = db.execute("SELECT * FROM scheduler.get_or_create_lister('poison')").fetchone()
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="extra_loader_arguments"):
+        db.execute(
+            """
+            SELECT * FROM scheduler.record_listed_origins(
+                lister_ids => ARRAY[%s, %s]::uuid[], urls => ARRAY['u1', 'u2'],
+                visit_types => ARRAY['git', 'git'],
+                extra_loader_arguments => ARRAY['"just a string"', '{}']::jsonb[])
+            """,
+            [lister["id"], lister["id"]],
+        )
+    assert db.execute("SELECT count(*) AS n FROM scheduler.listed_origins").fetchone()["n"] == 0
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="current_state"):
+        db.execute(
+            "SELECT * FROM scheduler.update_lister(%s, %s, '[1, 2]'::jsonb)",
+            [lister["id"], lister["updated"]],
+        )

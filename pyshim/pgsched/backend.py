@@ -179,7 +179,12 @@ def _timedelta(name: str, value) -> datetime.timedelta | None:
 def _models(name: str, values, cls) -> list:
     if values is None or isinstance(values, str | bytes | dict):
         raise TypeError(f"{name}: must be a list of {cls.__name__}")
-    values = list(values)
+    try:
+        values = list(values)
+    except TypeError:
+        raise TypeError(
+            f"{name}: must be a list of {cls.__name__}, not {type(values).__name__}"
+        ) from None
     for i, v in enumerate(values):
         if not isinstance(v, cls):
             raise TypeError(f"{name}[{i}]: must be a {cls.__name__}, not {type(v).__name__}")
@@ -200,6 +205,8 @@ def _without_nul(value):
 def _json_dumps(value) -> str:
     try:
         return json.dumps(_without_nul(value), allow_nan=False, ensure_ascii=False)
+    except RecursionError:
+        raise ValueError("JSON value: nested too deeply") from None
     except ValueError as e:
         raise ValueError(f"JSON value: {e}") from None
 
@@ -513,6 +520,10 @@ class PostgresScheduler(SchedulerInterface):
     def create_task_type(self, task_type: TaskType) -> None:
         (task_type,) = _models("task_type", [task_type], TaskType)
         params = task_type.to_dict()
+        for name in ("type", "description", "backend_name"):
+            _text(f"task_type.{name}", params[name], optional=False)
+        for name in ("max_queue_length", "num_retries"):
+            _int(f"task_type.{name}", params[name])
         if params["backoff_factor"] is not None:
             params["backoff_factor"] = float(params["backoff_factor"])
         self._run(Q_CREATE_TASK_TYPE, params)
@@ -975,8 +986,12 @@ def _translate(e: psycopg.Error) -> Exception:
         return exc.StaleData(message)
     if state == "PGS02":
         return exc.UnknownPolicy(message)
-    if isinstance(e, psycopg.OperationalError) or state.startswith(("08", "57P")):
-        return exc.DatabaseUnavailable(message)
-    if state.startswith(("22", "23")):
+    # Lost or refused connections, server shutting down or starting up.
+    if not state or state.startswith(("08", "57P")) or state == "53300":
+        if isinstance(e, psycopg.OperationalError):
+            return exc.DatabaseUnavailable(message)
+    # Data exceptions, constraint violations, limits exceeded (a value too
+    # large for an index entry, JSON nested too deeply): the caller's input.
+    if state.startswith(("22", "23", "54")):
         return ValueError(message)
     return e

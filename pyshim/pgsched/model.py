@@ -85,9 +85,15 @@ class TaskType(BaseSchedulerModel):
     retry_delay = attr.ib(default=None, validator=_timedelta)
 
 
+def _argument_list(value):
+    if not isinstance(value, list | tuple):
+        raise TypeError(f"args must be a list, not {type(value).__name__}")
+    return list(value)
+
+
 @attr.s(frozen=True, slots=True)
 class TaskArguments(BaseSchedulerModel):
-    args = attr.ib(factory=list, converter=list)
+    args = attr.ib(factory=list, converter=_argument_list)
     kwargs = attr.ib(factory=dict, validator=attr.validators.instance_of(dict))
 
 

@@ -71,6 +71,49 @@ COMMENT ON FUNCTION {{ schema }}.check_interval(text, interval, boolean) IS
 'Raise 22023 naming the argument unless the interval is null, or positive (or zero when '
 'allowed) and at most 100 years';
 
+-- Names used as keys (visit types, lister names, task types): short enough
+-- for any index entry.
+CREATE FUNCTION {{ schema }}.check_label(
+    argument text, value text, allow_empty boolean DEFAULT FALSE
+)
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE
+AS $$
+BEGIN
+    IF value IS NULL OR (value = '' AND NOT allow_empty) THEN
+        PERFORM scheduler.raise_invalid(argument, 'must be a non-empty string');
+    ELSIF octet_length(value) > 255 THEN
+        PERFORM scheduler.raise_invalid(argument, format(
+            'longer than the 255-byte limit (%s bytes)', octet_length(value)));
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION {{ schema }}.check_label(text, text, boolean) IS
+'Raise 22023 naming the argument unless the name is a string of 1 (or 0 when allowed) to '
+'255 bytes';
+
+-- JSON maps (extra loader arguments, lister state, run metadata) must be
+-- JSON objects: the models hold them as dicts.
+CREATE FUNCTION {{ schema }}.check_objects(argument text, maps jsonb[])
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE
+AS $$
+BEGIN
+    IF EXISTS (
+        SELECT 1 FROM unnest(maps) AS v (value)
+        WHERE v.value IS NOT NULL AND jsonb_typeof(v.value) <> 'object'
+    ) THEN
+        PERFORM scheduler.raise_invalid(argument, 'must be a JSON object');
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION {{ schema }}.check_objects(text, jsonb[]) IS
+'Raise 22023 naming the argument unless every non-null value is a JSON object';
+
 -- Batch functions take one array per column: they must agree in length.
 -- A null length (an optional column left out) is not compared.
 CREATE FUNCTION {{ schema }}.check_lengths(argument text, lengths integer[])

@@ -16,9 +16,7 @@ RETURNS void
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    IF coalesce(create_task_type.type, '') = '' THEN
-        PERFORM scheduler.raise_invalid('task_type.type', 'must be a non-empty string');
-    END IF;
+    PERFORM scheduler.check_label('task_type.type', create_task_type.type);
     IF create_task_type.backoff_factor IS NOT NULL
         AND NOT (create_task_type.backoff_factor > 0
                  AND create_task_type.backoff_factor < 'Infinity') THEN
@@ -32,9 +30,11 @@ BEGIN
     IF create_task_type.min_interval > create_task_type.max_interval THEN
         PERFORM scheduler.raise_invalid('task_type.min_interval', 'must not exceed max_interval');
     END IF;
-    IF create_task_type.num_retries < 0 OR create_task_type.max_queue_length < 0 THEN
-        PERFORM scheduler.raise_invalid('task_type.num_retries',
-            'num_retries and max_queue_length must not be negative');
+    IF create_task_type.num_retries < 0 THEN
+        PERFORM scheduler.raise_invalid('task_type.num_retries', 'must not be negative');
+    END IF;
+    IF create_task_type.max_queue_length < 0 THEN
+        PERFORM scheduler.raise_invalid('task_type.max_queue_length', 'must not be negative');
     END IF;
     INSERT INTO scheduler.task_type AS tt (
         type, description, backend_name, default_interval, min_interval, max_interval,

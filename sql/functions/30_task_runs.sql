@@ -19,6 +19,7 @@ BEGIN
     IF array_position(task_ids, NULL) IS NOT NULL THEN
         PERFORM scheduler.raise_invalid('task_id', 'must not be null');
     END IF;
+    PERFORM scheduler.check_objects('metadata', metadata);
     -- The foreign key finds unknown tasks; its error is reworded below.
     RETURN QUERY
     INSERT INTO scheduler.task_run AS r (task, backend_id, scheduled, metadata, status)
@@ -67,6 +68,7 @@ CREATE FUNCTION {{ schema }}.start_task_run(
 RETURNS SETOF {{ schema }}.task_run
 LANGUAGE sql
 BEGIN ATOMIC
+    SELECT {{ schema }}.check_objects('metadata', ARRAY[start_task_run.metadata]);
     UPDATE {{ schema }}.task_run AS r
     SET
         started = coalesce(start_task_run.ts, now()),
@@ -93,6 +95,7 @@ BEGIN
     IF end_task_run.status IS NULL THEN
         PERFORM scheduler.raise_invalid('status', 'must not be null');
     END IF;
+    PERFORM scheduler.check_objects('metadata', ARRAY[end_task_run.metadata]);
     -- The task_run_ended trigger reschedules the task.
     RETURN QUERY
     UPDATE scheduler.task_run AS r

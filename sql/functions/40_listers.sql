@@ -11,9 +11,8 @@ AS $$
 DECLARE
     inst text := coalesce(get_or_create_lister.instance_name, '');
 BEGIN
-    IF coalesce(get_or_create_lister.name, '') = '' THEN
-        PERFORM scheduler.raise_invalid('name', 'must be a non-empty string');
-    END IF;
+    PERFORM scheduler.check_label('name', get_or_create_lister.name);
+    PERFORM scheduler.check_label('instance_name', inst, TRUE);
     -- A concurrent creator makes this insert wait, then do nothing; the
     -- select below (a new snapshot) then sees the row it committed.
     RETURN QUERY
@@ -84,6 +83,7 @@ BEGIN
     IF update_lister.id IS NULL THEN
         PERFORM scheduler.raise_invalid('lister.id', 'must not be null');
     END IF;
+    PERFORM scheduler.check_objects('lister.current_state', ARRAY[update_lister.current_state]);
     RETURN QUERY
     UPDATE scheduler.lister AS l
     SET
@@ -95,6 +95,9 @@ BEGIN
     WHERE l.id = update_lister.id AND l.updated = update_lister.updated
     RETURNING l.*;
     IF NOT FOUND THEN
+        IF NOT EXISTS (SELECT 1 FROM scheduler.lister AS l WHERE l.id = update_lister.id) THEN
+            PERFORM scheduler.raise_invalid('lister.id', format('unknown lister %s', update_lister.id));
+        END IF;
         RAISE EXCEPTION USING
             ERRCODE = 'PGS01',
             MESSAGE = format('lister %s: stored updated is not %s (stale data)',

@@ -33,10 +33,9 @@ AS $$
 BEGIN
     PERFORM scheduler.check_url(argument || '.url', u) FROM unnest(urls) AS u
     WHERE u IS NULL OR u = '' OR octet_length(u) > 16384;
-    IF array_position(visit_types, NULL) IS NOT NULL OR array_position(visit_types, '') IS NOT NULL
-    THEN
-        PERFORM scheduler.raise_invalid(argument || '.visit_type', 'must be a non-empty string');
-    END IF;
+    PERFORM scheduler.check_label(argument || '.visit_type', vt)
+    FROM unnest(visit_types) AS vt
+    WHERE vt IS NULL OR vt = '' OR octet_length(vt) > 255;
 END
 $$;
 
@@ -70,6 +69,10 @@ BEGIN
         RETURN;
     END IF;
     PERFORM scheduler.check_origin_keys('listed_origins', urls, visit_types);
+    PERFORM scheduler.check_objects('listed_origins.extra_loader_arguments', extra_loader_arguments);
+    PERFORM scheduler.check_url('listed_origins.forked_from_url', f)
+    FROM unnest(forked_from_urls) AS f
+    WHERE octet_length(f) > 16384;
     SELECT l::text INTO bad
     FROM (SELECT DISTINCT x FROM unnest(lister_ids) AS x) AS d (l)
     WHERE d.l IS NULL OR NOT EXISTS (SELECT 1 FROM scheduler.lister AS k WHERE k.id = d.l)
@@ -316,6 +319,11 @@ BEGIN
         RETURN 0;
     END IF;
     PERFORM scheduler.check_origin_keys('origin_visit_stats', urls, visit_types);
+    IF EXISTS (SELECT 1 FROM unnest(next_position_offset) AS o WHERE o < 0)
+        OR EXISTS (SELECT 1 FROM unnest(successive_visits) AS v WHERE v < 0) THEN
+        PERFORM scheduler.raise_invalid('origin_visit_stats.next_position_offset',
+            'next_position_offset and successive_visits must not be negative');
+    END IF;
     IF EXISTS (
         SELECT 1 FROM unnest(last_snapshot) AS s (snap) WHERE octet_length(s.snap) <> 20
     ) THEN
@@ -457,9 +465,7 @@ RETURNS void
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    IF coalesce(visit_scheduler_queue_position_set.visit_type, '') = '' THEN
-        PERFORM scheduler.raise_invalid('visit_type', 'must be a non-empty string');
-    END IF;
+    PERFORM scheduler.check_label('visit_type', visit_scheduler_queue_position_set.visit_type);
     IF queue_position IS NULL THEN
         PERFORM scheduler.raise_invalid('position', 'must not be null');
     END IF;

@@ -50,9 +50,7 @@ BEGIN
             ERRCODE = 'PGS02',
             MESSAGE = format('policy: unknown visit policy %L', policy);
     END IF;
-    IF coalesce(grab_next_visits.visit_type, '') = '' THEN
-        PERFORM scheduler.raise_invalid('visit_type', 'must be a non-empty string');
-    END IF;
+    PERFORM scheduler.check_label('visit_type', grab_next_visits.visit_type);
     PERFORM scheduler.check_count('count', grab_next_visits.count, false);
     PERFORM scheduler.check_interval('absolute_cooldown', absolute_cooldown, true);
     PERFORM scheduler.check_interval('scheduled_cooldown', scheduled_cooldown, true);
