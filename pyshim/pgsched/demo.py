@@ -320,12 +320,19 @@ def check_counts(scheduler, db: str, listers) -> bool:
     return ok
 
 
-def next_steps(db: str, pgsched: str, psql: str) -> None:
+def next_steps(db: str, pgsched: str, psql: str, after: datetime.datetime) -> None:
     heading("What to try next")
     quoted = safe_dsn(db).replace("'", "'\\''")
+    # The simulated clock may be ahead of the real one: what was scheduled
+    # "today" in the simulation is still in its cooldown now.  The commands
+    # below ask as of the end of the simulation.
+    ts = after.isoformat()
     click.echo(
         f"""
 The database stays as it is (`make stop` stops the embedded cluster).
+The simulation ended at {ts}: the commands below ask as of that time
+(without --timestamp / ts, "now" is used, and origins the simulation
+scheduled later than now are still in their cooldowns).
 
   export PGSCHED_DB='{quoted}'
 
@@ -340,14 +347,16 @@ print([(m.visit_type, m.origins_known, m.origins_never_visited) for m in s.get_m
 Ask the database directly, as a DBA would (every function is commented: \\df+ scheduler.*):
 
   {psql} "$PGSCHED_DB" -c "select url, last_update from scheduler.grab_next_visits(\\
-visit_type => 'pypi', count => 5, policy => 'never_visited_oldest_update_first')"
+visit_type => 'pypi', count => 5, policy => 'never_visited_oldest_update_first', \\
+ts => '{ts}')"
   {psql} "$PGSCHED_DB" -c "select * from scheduler.get_metrics()"
 
 The command line:
 
-  {pgsched} visits grab --visit-type npm --policy origins_without_last_update --count 5 --long
+  {pgsched} visits grab --visit-type npm --policy origins_without_last_update --count 5 \\
+      --long --timestamp {ts}
   {pgsched} visits record --visit-type npm --status failed https://www.npmjs.com/package/left-pad
-  {pgsched} metrics update
+  {pgsched} metrics update --timestamp {ts}
   {pgsched} task list --type {TASK_TYPE.type}
   {pgsched} --help
 
@@ -419,5 +428,5 @@ def run_demo(
             if ok
             else "MISMATCH between metrics and listed origins"
         )
-    next_steps(db, pgsched, psql)
+    next_steps(db, pgsched, psql, after=t0 + days * DAY)
     return ok
