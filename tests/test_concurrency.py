@@ -20,12 +20,33 @@ from pgsched.model import ListedOrigin, Task
 from utils import args, at, task_type
 
 CLAIMERS = 8
+
+
+def _id(task):
+    return task.id
+
+
+def _url(origin):
+    return origin.url
+
+
 N_TASKS = 20_000
 N_ORIGINS = 20_000
 
 
 def _claimers(dsn, n=CLAIMERS):
     return [pgsched.get_scheduler("postgresql", db=dsn, max_size=1) for _ in range(n)]
+
+
+def _drain(grab, key, bound):
+    """Call grab() until it returns nothing (at most bound times); the keys of all it gave."""
+    got = []
+    for _ in range(bound):
+        batch = grab()
+        if not batch:
+            break
+        got += [key(item) for item in batch]
+    return got
 
 
 def _race(dsn, work, n=CLAIMERS):
@@ -61,13 +82,7 @@ def test_tasks_claimed_exactly_once(dsn, priority):
 
     def claim(c):
         fn = getattr(c, grab.__name__)
-        got = []
-        for _ in range(N_TASKS):  # bounded
-            batch = fn("load-git", timestamp=at(1), num_tasks=97)
-            if not batch:
-                return got
-            got += [t.id for t in batch]
-        return got
+        return _drain(lambda: fn("load-git", timestamp=at(1), num_tasks=97), _id, N_TASKS)
 
     results = _race(dsn, claim)
     claimed = Counter(i for r in results for i in r)
@@ -109,13 +124,11 @@ def test_visits_claimed_once(dsn, policy):
         )
 
     def claim(c):
-        got = []
-        for _ in range(N_ORIGINS):  # bounded
-            batch = c.grab_next_visits("git", 250, policy, lister_uuid=lister.id, timestamp=at(2))
-            if not batch:
-                return got
-            got += [o.url for o in batch]
-        return got
+        return _drain(
+            lambda: c.grab_next_visits("git", 250, policy, lister_uuid=lister.id, timestamp=at(2)),
+            _url,
+            N_ORIGINS,
+        )
 
     results = _race(dsn, claim)
     claimed = Counter(u for r in results for u in r)
@@ -151,13 +164,11 @@ def test_already_visited_by_lag_claimed_once(dsn):
     )
 
     def claim(c):
-        got = []
-        for _ in range(n):
-            batch = c.grab_next_visits("git", 100, "already_visited_order_by_lag", timestamp=at())
-            if not batch:
-                return got
-            got += [o.url for o in batch]
-        return got
+        return _drain(
+            lambda: c.grab_next_visits("git", 100, "already_visited_order_by_lag", timestamp=at()),
+            _url,
+            n,
+        )
 
     claimed = Counter(u for r in _race(dsn, claim) for u in r)
     assert len(claimed) == n and max(claimed.values()) == 1
@@ -176,13 +187,11 @@ def test_shared_origins_across_listers_claimed_once(dsn):
         )
 
     def claim(c):
-        got = []
-        for _ in range(n):
-            batch = c.grab_next_visits("git", 50, "oldest_scheduled_first", timestamp=at())
-            if not batch:
-                return got
-            got += [o.url for o in batch]
-        return got
+        return _drain(
+            lambda: c.grab_next_visits("git", 50, "oldest_scheduled_first", timestamp=at()),
+            _url,
+            n,
+        )
 
     claimed = Counter(u for r in _race(dsn, claim) for u in r)
     assert len(claimed) == n and max(claimed.values()) == 1
