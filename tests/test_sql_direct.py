@@ -330,3 +330,39 @@ def test_json_maps_must_be_objects(db):
             "SELECT * FROM scheduler.update_lister(%s, %s, '[1, 2]'::jsonb)",
             [lister["id"], lister["updated"]],
         )
+
+
+def test_paging_plans_use_the_page_index(db):
+    """Every page, first or after a token, is an ordered index scan that stops early."""
+    lister = db.execute("SELECT * FROM scheduler.get_or_create_lister('pages')").fetchone()
+    db.execute(
+        """
+        INSERT INTO scheduler.listed_origins (lister_id, url, url_digest, visit_type)
+        SELECT %s, u, scheduler.url_digest(u), 'git'
+        FROM (SELECT 'https://e/' || i AS u FROM generate_series(1, 20000) AS i) AS g
+        """,
+        [lister["id"]],
+    )
+    db.execute("ANALYZE scheduler.listed_origins")
+    db.execute("LOAD 'auto_explain'")
+    db.execute("SET auto_explain.log_min_duration = 0")
+    db.execute("SET auto_explain.log_nested_statements = on")
+    db.execute("SET client_min_messages = log")
+    notices: list[str] = []
+    db.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+    for token in [(None, None, None), (lister["id"], "https://e/5000", "git")]:
+        for only_lister in (None, lister["id"]):
+            notices.clear()
+            rows = db.execute(
+                """
+                SELECT * FROM scheduler.get_listed_origins(
+                    lister_id => %s, max_rows => 100, after_lister_id => %s,
+                    after_url => %s, after_visit_type => %s)
+                """,
+                [only_lister, *token],
+            ).fetchall()
+            assert len(rows) == 100 and rows[-1]["has_more"] is True
+            plan = "\n".join(notices)
+            assert "listed_origins_page_idx" in plan, plan
+            assert "Seq Scan on listed_origins" not in plan, plan
+    db.execute("RESET client_min_messages")

@@ -144,6 +144,13 @@ COMMENT ON FUNCTION {{ schema }}.record_listed_origins(
 'first_seen kept, last_seen now, the other fields replaced; duplicates in the batch collapse '
 '(last wins). Returns the stored rows in input order';
 
+{% set rest_of_lister %}
+lo.lister_id = after_lister_id
+AND left(lo.url, 500) >= left(after_url, 500) COLLATE "C"
+AND (left(lo.url, 500), lo.url, lo.visit_type)
+> (left(after_url, 500) COLLATE "C", after_url COLLATE "C", after_visit_type)
+{% endset %}
+{% set later_listers = 'lo.lister_id > after_lister_id' %}
 CREATE FUNCTION {{ schema }}.get_listed_origins(
     lister_id uuid DEFAULT NULL,
     urls text[] DEFAULT NULL,
@@ -153,76 +160,28 @@ CREATE FUNCTION {{ schema }}.get_listed_origins(
     after_url text DEFAULT NULL,
     after_visit_type text DEFAULT NULL
 )
-RETURNS TABLE (
-    lister_id uuid,
-    url text,
-    visit_type text,
-    extra_loader_arguments jsonb,
-    last_update timestamptz,
-    is_fork boolean,
-    forked_from_url text,
-    enabled boolean,
-    first_seen timestamptz,
-    last_seen timestamptz,
-    has_more boolean
-)
-LANGUAGE sql
+RETURNS SETOF {{ schema }}.listed_origin_page_row
+LANGUAGE plpgsql
 STABLE
-BEGIN ATOMIC
-    SELECT {{ schema }}.check_count('limit', get_listed_origins.max_rows, FALSE, FALSE);
-    SELECT
-        p.lister_id,
-        p.url,
-        p.visit_type,
-        p.extra_loader_arguments,
-        p.last_update,
-        p.is_fork,
-        p.forked_from_url,
-        p.enabled,
-        p.first_seen,
-        p.last_seen,
-        p.has_more
-    FROM (
-        SELECT
-            q.*,
-            lead(TRUE, 1, FALSE) OVER (
-                ORDER BY q.lister_id, left(q.url, 500), q.url, q.visit_type
-            ) AS has_more
-        FROM (
-            SELECT lo.*
-            FROM {{ schema }}.listed_origins AS lo
-            WHERE
-                (
-                    get_listed_origins.lister_id IS NULL
-                    OR lo.lister_id = get_listed_origins.lister_id
-                )
-                AND (
-                    get_listed_origins.urls IS NULL
-                    OR lo.url_digest = any(
-                        array(
-                            SELECT {{ schema }}.url_digest(u.url)
-                            FROM unnest(get_listed_origins.urls) AS u (url)
-                        )
-                    )
-                )
-                AND (get_listed_origins.enabled IS NULL OR lo.enabled = get_listed_origins.enabled)
-                AND (
-                    get_listed_origins.after_lister_id IS NULL
-                    OR (lo.lister_id, left(lo.url, 500), lo.url, lo.visit_type)
-                    > (
-                        get_listed_origins.after_lister_id,
-                        left(get_listed_origins.after_url, 500),
-                        get_listed_origins.after_url,
-                        get_listed_origins.after_visit_type
-                    )
-                )
-            ORDER BY lo.lister_id, left(lo.url, 500), lo.url, lo.visit_type
-            LIMIT get_listed_origins.max_rows + 1
-        ) AS q
-    ) AS p
-    ORDER BY p.lister_id, left(p.url, 500), p.url, p.visit_type
-    LIMIT get_listed_origins.max_rows;
-END;
+-- Planned with the actual arguments: the filters left null fold away, and
+-- a page is an ordered scan of listed_origins_page_idx from the token on.
+SET plan_cache_mode = force_custom_plan
+AS $$
+BEGIN
+    PERFORM scheduler.check_count('limit', max_rows, false, false);
+    IF after_lister_id IS NULL THEN
+        RETURN QUERY
+        {{ listed_origins_page(['TRUE']) | indent(8) }};
+    ELSE
+        -- After the token: the rest of the token's lister, then the later
+        -- listers.  Two index-ordered branches, each stopping early (one
+        -- row comparison over all four keys would hide both from the
+        -- planner's estimates).
+        RETURN QUERY
+        {{ listed_origins_page([rest_of_lister, later_listers]) | indent(8) }};
+    END IF;
+END
+$$;
 
 COMMENT ON FUNCTION {{ schema }}.get_listed_origins(
     uuid, text[], boolean, bigint, uuid, text, text

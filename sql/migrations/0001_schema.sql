@@ -198,6 +198,22 @@ ON scheduler.listed_origins (
 )
 WHERE last_update IS NULL;
 
+-- One row of a page of get_listed_origins: the public fields of a listed
+-- origin, and whether another page follows this row.
+CREATE TYPE scheduler.listed_origin_page_row AS (
+    lister_id uuid,
+    url text,
+    visit_type text,
+    extra_loader_arguments jsonb,
+    last_update timestamptz,
+    is_fork boolean,
+    forked_from_url text,
+    enabled boolean,
+    first_seen timestamptz,
+    last_seen timestamptz,
+    has_more boolean
+);
+
 -------------------------------------------------------------------------------
 -- Visit statistics, queue positions, metrics
 -------------------------------------------------------------------------------
