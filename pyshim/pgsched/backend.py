@@ -736,7 +736,9 @@ class PostgresScheduler(SchedulerInterface):
         return [_lister(r) for r in self._run(Q_GET_LISTERS, params)]
 
     def get_listers(self, with_first_visits_to_schedule: bool = False) -> list[Lister]:
-        return self._listers(with_first_visits_to_schedule=bool(with_first_visits_to_schedule))
+        if not isinstance(with_first_visits_to_schedule, bool):
+            raise TypeError("with_first_visits_to_schedule: must be True or False")
+        return self._listers(with_first_visits_to_schedule=with_first_visits_to_schedule)
 
     def get_listers_by_id(self, lister_ids: list[str]) -> list[Lister]:
         if lister_ids is None or isinstance(lister_ids, str):
