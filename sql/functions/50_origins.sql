@@ -115,6 +115,10 @@ BEGIN
             s.last_scheduled, s.last_visit, s.last_successful, s.last_visit_status,
             s.last_snapshot IS NOT NULL, s.next_visit_queue_position
         FROM input AS i
+        -- Known shortcoming: a row inserted here while another transaction
+        -- writes this origin's statistics keeps the copy read now (that
+        -- writer's trigger cannot see the new row) until the next write of
+        -- its statistics.
         LEFT JOIN scheduler.origin_visit_stats AS s
             ON s.url_digest = i.digest AND s.visit_type = i.visit_type
         ORDER BY i.digest, i.visit_type, i.lister_id
