@@ -148,27 +148,38 @@ CREATE FUNCTION {{ schema }}.visit_cooldown_passed(
 RETURNS boolean
 LANGUAGE sql
 STABLE PARALLEL SAFE
+-- Each rule compares one "cooldown key" of the row with ts - cooldown; the
+-- keys are written exactly as the policy indexes of 0001_schema.sql hold
+-- them (their last four columns), so that the planner checks them inside
+-- the index.
 RETURN
 (
     absolute_cooldown IS NULL
-    OR last_scheduled IS NULL
-    OR last_scheduled <= ts - absolute_cooldown
+    OR coalesce(last_scheduled, '-infinity'::timestamptz) <= ts - absolute_cooldown
 )
 AND (
     scheduled_cooldown IS NULL
-    OR last_scheduled IS NULL
-    OR last_scheduled <= coalesce(last_visit, '-infinity')
-    OR last_scheduled <= ts - scheduled_cooldown
+    OR CASE
+        WHEN last_scheduled > coalesce(last_visit, '-infinity'::timestamptz)
+            THEN last_scheduled
+        ELSE '-infinity'::timestamptz
+    END <= ts - scheduled_cooldown
 )
 AND (
     failed_cooldown IS NULL
-    OR last_visit_status IS DISTINCT FROM 'failed'
-    OR coalesce(last_visit, '-infinity') <= ts - failed_cooldown
+    OR CASE
+        WHEN last_visit_status = 'failed'::{{ schema }}.last_visit_status
+            THEN coalesce(last_visit, '-infinity'::timestamptz)
+        ELSE '-infinity'::timestamptz
+    END <= ts - failed_cooldown
 )
 AND (
     not_found_cooldown IS NULL
-    OR last_visit_status IS DISTINCT FROM 'not_found'
-    OR coalesce(last_visit, '-infinity') <= ts - not_found_cooldown
+    OR CASE
+        WHEN last_visit_status = 'not_found'::{{ schema }}.last_visit_status
+            THEN coalesce(last_visit, '-infinity'::timestamptz)
+        ELSE '-infinity'::timestamptz
+    END <= ts - not_found_cooldown
 );
 
 COMMENT ON FUNCTION {{ schema }}.visit_cooldown_passed(

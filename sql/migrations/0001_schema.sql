@@ -186,15 +186,97 @@ CREATE INDEX listed_origins_oldest_scheduled_idx
 ON scheduler.listed_origins (visit_type, enabled, last_scheduled NULLS FIRST);
 CREATE INDEX listed_origins_lister_scheduled_idx
 ON scheduler.listed_origins (lister_id, visit_type, enabled, last_scheduled NULLS FIRST);
+-- The last four key columns of the next three indexes are the cooldown
+-- keys of scheduler.visit_cooldown_passed, written exactly as it writes
+-- them: an origin a cooldown holds back (scheduled, or failed, not long
+-- ago) is then skipped inside the index, without reading its row.  Such
+-- origins gather at the head of these policies' orders until visited.
 CREATE INDEX listed_origins_never_visited_idx
-ON scheduler.listed_origins (visit_type, enabled, last_update)
+ON scheduler.listed_origins (
+    visit_type,
+    enabled,
+    last_update,
+    (coalesce(last_scheduled, '-infinity'::timestamptz)),
+    (
+        CASE
+            WHEN last_scheduled > coalesce(last_visit, '-infinity'::timestamptz)
+                THEN last_scheduled
+            ELSE '-infinity'::timestamptz
+        END
+    ),
+    (
+        CASE
+            WHEN last_visit_status = 'failed'::scheduler.last_visit_status
+                THEN coalesce(last_visit, '-infinity'::timestamptz)
+            ELSE '-infinity'::timestamptz
+        END
+    ),
+    (
+        CASE
+            WHEN last_visit_status = 'not_found'::scheduler.last_visit_status
+                THEN coalesce(last_visit, '-infinity'::timestamptz)
+            ELSE '-infinity'::timestamptz
+        END
+    )
+)
 WHERE NOT snapshot_known AND last_update IS NOT NULL;
 CREATE INDEX listed_origins_lag_idx
-ON scheduler.listed_origins (visit_type, enabled, (last_update - last_successful) DESC)
+ON scheduler.listed_origins (
+    visit_type,
+    enabled,
+    (last_update - last_successful) DESC,
+    (coalesce(last_scheduled, '-infinity'::timestamptz)),
+    (
+        CASE
+            WHEN last_scheduled > coalesce(last_visit, '-infinity'::timestamptz)
+                THEN last_scheduled
+            ELSE '-infinity'::timestamptz
+        END
+    ),
+    (
+        CASE
+            WHEN last_visit_status = 'failed'::scheduler.last_visit_status
+                THEN coalesce(last_visit, '-infinity'::timestamptz)
+            ELSE '-infinity'::timestamptz
+        END
+    ),
+    (
+        CASE
+            WHEN last_visit_status = 'not_found'::scheduler.last_visit_status
+                THEN coalesce(last_visit, '-infinity'::timestamptz)
+            ELSE '-infinity'::timestamptz
+        END
+    )
+)
 WHERE snapshot_known AND last_update > last_successful;
 CREATE INDEX listed_origins_without_update_idx
 ON scheduler.listed_origins (
-    visit_type, enabled, next_visit_queue_position NULLS FIRST, first_seen
+    visit_type,
+    enabled,
+    next_visit_queue_position NULLS FIRST,
+    first_seen,
+    (coalesce(last_scheduled, '-infinity'::timestamptz)),
+    (
+        CASE
+            WHEN last_scheduled > coalesce(last_visit, '-infinity'::timestamptz)
+                THEN last_scheduled
+            ELSE '-infinity'::timestamptz
+        END
+    ),
+    (
+        CASE
+            WHEN last_visit_status = 'failed'::scheduler.last_visit_status
+                THEN coalesce(last_visit, '-infinity'::timestamptz)
+            ELSE '-infinity'::timestamptz
+        END
+    ),
+    (
+        CASE
+            WHEN last_visit_status = 'not_found'::scheduler.last_visit_status
+                THEN coalesce(last_visit, '-infinity'::timestamptz)
+            ELSE '-infinity'::timestamptz
+        END
+    )
 )
 WHERE last_update IS NULL;
 
